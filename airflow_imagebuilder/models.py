@@ -1,0 +1,176 @@
+"""The CreateImage request as a validated pydantic model.
+
+``CreateImageRequest.model_validate(<the API's camelCase dict>)`` builds a request (snake_case names are accepted
+too) and ``request.model_dump(by_alias=True, exclude_none=True)`` is exactly the keyword dict boto3's
+``create_image`` takes.  Every constraint of the CreateImage reference is enforced here, before any API call.
+
+Where botocore's current ``imagebuilder`` model accepts more than the published reference, the model follows the
+service (each case is listed in the README under "Validation"):
+
+* ``clientToken`` may be up to 64 characters (reference: 36);
+* recipe ARNs may use ``x`` wildcards in the version (``.../golden/1.x.x``);
+* tag keys may contain digits, spaces, ``@`` and ``=`` (reference pattern ``[a-zA-Z+-=._:/]``);
+* ``loggingConfiguration`` (not in the reference) is accepted with the service's ``logGroupName`` rule.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from airflow.providers.common.compat.sdk import AirflowFailException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+_ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
+_VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
+
+IMAGE_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"image-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
+CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
+DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+$"
+INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+$"
+EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+$"
+TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$"
+WORKFLOW_ARN_PATTERN = (
+    r"^arn:aws(?:-[a-z]+)*:imagebuilder:[a-z]{2,}(?:-[a-z]+)+-[0-9]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):"
+    r"workflow/(build|test|distribution)/[a-z0-9-_]+/"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+)
+PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}$"
+LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+MAX_TAGS = 50
+
+
+class _ApiModel(BaseModel):
+    """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        regex_engine="python-re",  # the service patterns use look-aheads, which the Rust engine lacks
+        frozen=True,
+    )
+
+
+class EcrConfiguration(_ApiModel):
+    repository_name: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    container_tags: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = None
+
+
+class ImageScanningConfiguration(_ApiModel):
+    image_scanning_enabled: bool | None = None
+    ecr_configuration: EcrConfiguration | None = None
+
+
+class ImageTestsConfiguration(_ApiModel):
+    image_tests_enabled: bool | None = None
+    timeout_minutes: Annotated[int, Field(ge=60, le=1440)] | None = None
+
+
+class WorkflowParameter(_ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL_PATTERN)]
+    value: list[Annotated[str, Field(pattern=NO_NUL_PATTERN)]]
+
+
+class WorkflowConfiguration(_ApiModel):
+    workflow_arn: Annotated[str, Field(pattern=WORKFLOW_ARN_PATTERN)]
+    parameters: Annotated[list[WorkflowParameter], Field(min_length=1)] | None = None
+    parallel_group: Annotated[str, Field(min_length=1, max_length=100, pattern=PARALLEL_GROUP_PATTERN)] | None = None
+    on_failure: Literal["CONTINUE", "ABORT"] | None = None
+
+
+class ImageLoggingConfiguration(_ApiModel):
+    log_group_name: Annotated[str, Field(min_length=1, max_length=512, pattern=LOG_GROUP_NAME_PATTERN)] | None = None
+
+
+TagKey = Annotated[str, Field(min_length=1, max_length=128, pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, Field(max_length=256)]
+
+
+class CreateImageRequest(_ApiModel):
+    """The CreateImage request.  See ``reference/CreateImage-API.txt`` and the module docstring."""
+
+    client_token: Annotated[str, Field(min_length=1, max_length=64)]
+    infrastructure_configuration_arn: Annotated[str, Field(pattern=INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN)]
+    image_recipe_arn: Annotated[str, Field(pattern=IMAGE_RECIPE_ARN_PATTERN)] | None = None
+    container_recipe_arn: Annotated[str, Field(pattern=CONTAINER_RECIPE_ARN_PATTERN)] | None = None
+    distribution_configuration_arn: Annotated[str, Field(pattern=DISTRIBUTION_CONFIGURATION_ARN_PATTERN)] | None = None
+    enhanced_image_metadata_enabled: bool | None = None
+    execution_role: Annotated[str, Field(min_length=1, max_length=2048, pattern=EXECUTION_ROLE_PATTERN)] | None = None
+    image_scanning_configuration: ImageScanningConfiguration | None = None
+    image_tests_configuration: ImageTestsConfiguration | None = None
+    tags: Annotated[dict[TagKey, TagValue], Field(min_length=1, max_length=MAX_TAGS)] | None = None
+    workflows: list[WorkflowConfiguration] | None = None
+    logging_configuration: ImageLoggingConfiguration | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags_are_a_mapping(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of tag key to tag value, got {type(value).__name__}")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_recipe(self) -> CreateImageRequest:
+        given = [name for name in ("imageRecipeArn", "containerRecipeArn") if getattr(self, _snake(name))]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn"
+                + (f" (both were given: {', '.join(given)})" if given else " (neither was given)")
+            )
+        return self
+
+    def to_api(self) -> dict[str, Any]:
+        """The boto3 ``create_image`` keyword arguments."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)
+
+
+#: Every top-level request field, API (camelCase) name -> operator keyword (snake_case).
+REQUEST_FIELDS: dict[str, str] = {
+    info.alias or name: name for name, info in CreateImageRequest.model_fields.items() if info.alias
+}
+
+
+class InvalidCreateImageRequest(ValueError, AirflowFailException):
+    """A CreateImage request that breaks a rule of the API; raised before any call to AWS.
+
+    The message names each offending field (API name), its value and the rule.  At DAG parse time it is a
+    plain ``ValueError``; at run time it fails the task without Airflow retries (the same values would be
+    rendered again).
+    """
+
+    def __init__(self, errors: list[str], source: str = "CreateImage request") -> None:
+        self.errors = errors
+        super().__init__(f"Invalid {source}: " + "; ".join(errors))
+
+    @classmethod
+    def from_validation_error(
+        cls, error: ValidationError, source: str = "CreateImage request"
+    ) -> InvalidCreateImageRequest:
+        messages = []
+        for item in error.errors(include_url=False):
+            location = ".".join(str(part) for part in item["loc"]) or "request"
+            rule = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "missing":
+                messages.append(f"{location}: is required")
+            elif item["type"] == "extra_forbidden":
+                messages.append(f"{location}: is not a field of CreateImage (value {item['input']!r})")
+            elif location == "request":
+                messages.append(rule)
+            else:
+                messages.append(f"{location}={item['input']!r}: {rule}")
+        return cls(messages, source)
+
+
+def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
+    """Validate a full request, raising :class:`InvalidCreateImageRequest` with every violation."""
+    try:
+        return CreateImageRequest.model_validate(data)
+    except ValidationError as error:
+        raise InvalidCreateImageRequest.from_validation_error(error, source) from None

@@ -1,0 +1,35 @@
+"""Provider metadata read by Airflow's providers manager (``apache_airflow_provider`` entry point)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-imagebuilder",
+        "name": "EC2 Image Builder",
+        "description": "Build AMIs and container images with AWS EC2 Image Builder's CreateImage, "
+        "idempotently and deferrably.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Amazon EC2 Image Builder",
+                "external-doc-url": "https://aws.amazon.com/image-builder/",
+                "tags": ["aws"],
+            }
+        ],
+        "operators": [
+            {"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.operators"]}
+        ],
+        "sensors": [
+            {"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.sensors"]}
+        ],
+        "hooks": [{"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.hooks"]}],
+        "triggers": [
+            {"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.triggers"]}
+        ],
+        "extra-links": ["airflow_imagebuilder.links.ImageBuilderImageLink"],
+    }
