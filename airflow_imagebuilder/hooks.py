@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
 
 from airflow_imagebuilder.exceptions import (
     ImageBuilderApiError,
@@ -228,6 +229,18 @@ class ImageBuilderHook(AwsBaseHook):
         kwargs["client_type"] = "imagebuilder"
         super().__init__(*args, **kwargs)
         self.retry_policy = RetryPolicy.from_value(api_retry)
+
+    def _get_config(self, config: Config | None = None) -> Config:
+        """Leave retries to :meth:`_call` unless the user configured botocore's own.
+
+        One retry loop (ours) keeps the error table's behaviour, the backoff bound and the attempt count in
+        messages exact; botocore's legacy mode would otherwise retry the 429 with its own multi-second backoff
+        and its standard mode would not retry it at all.
+        """
+        merged = super()._get_config(config)
+        if "retries" not in getattr(merged, "_user_provided_options", {}):
+            merged = merged.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        return merged
 
     # ------------------------------------------------------------------------------------------ sync
     def _call(self, operation: str, function: Callable[..., T], **kwargs: Any) -> T:

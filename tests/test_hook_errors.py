@@ -1,0 +1,112 @@
+"""Each row of the error table, through the hook against the emulator's fault injection (sync path)."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderRequestRejected
+from airflow_imagebuilder.hooks import ImageBuilderHook, RetryPolicy
+from airflow_imagebuilder.models import validate_request
+from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
+
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=6, max_elapsed=30, in_use_attempts=3)
+REQUEST = validate_request(
+    {"clientToken": "tok-1", "imageRecipeArn": IMAGE_RECIPE_ARN, "infrastructureConfigurationArn": INFRASTRUCTURE_ARN}
+)
+
+
+@pytest.fixture
+def hook(aws_conn):
+    return ImageBuilderHook(aws_conn_id="aws_default", api_retry=FAST)
+
+
+def outcomes(emulator, operation="CreateImage"):
+    return [(entry.outcome, entry.client_token) for entry in emulator.journal(operation)]
+
+
+@pytest.mark.parametrize("code", ["CallRateLimitExceededException", "ServiceUnavailableException", "ServiceException"])
+def test_throttling_and_5xx_are_retried_with_the_same_token(hook, aws_conn, code):
+    aws_conn.add_fault("CreateImage", code=code, count=3)
+    arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+    assert outcomes(aws_conn) == [(code, "tok-1")] * 3 + [("ok", "tok-1")]
+    assert aws_conn.state.image_arns() == [arn]
+
+
+def test_retries_are_bounded_and_say_how_many_attempts(hook, aws_conn):
+    aws_conn.add_fault("CreateImage", code="CallRateLimitExceededException", message="Rate exceeded")
+    with pytest.raises(ImageBuilderApiError, match=r"CallRateLimitExceededException: Rate exceeded .*after 6 attempts"):
+        hook.create_image(REQUEST)
+    assert len(aws_conn.journal("CreateImage")) == 6
+
+
+def test_lost_response_and_read_timeout_are_retried_with_the_same_token(aws_conn, monkeypatch):
+    from tests.conftest import aws_connection
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        aws_connection(
+            aws_conn.endpoint_url, config_kwargs={"read_timeout": 0.3, "retries": {"total_max_attempts": 1}}
+        ),
+    )
+    hook = ImageBuilderHook(aws_conn_id="aws_default", api_retry=FAST)
+    aws_conn.add_fault("CreateImage", drop_response=True, count=1)
+    aws_conn.add_fault("CreateImage", latency=0.6, count=1)
+    arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+    assert outcomes(aws_conn) == [("dropped", "tok-1"), ("ok", "tok-1"), ("ok", "tok-1")]
+    assert aws_conn.state.image_arns() == [arn]
+
+
+def test_resource_in_use_gets_a_few_retries_then_a_retryable_failure(hook, aws_conn):
+    aws_conn.add_fault("CreateImage", code="ResourceInUseException", message="Recipe is being updated")
+    with pytest.raises(ImageBuilderApiError) as caught:
+        hook.create_image(REQUEST)
+    assert not isinstance(caught.value, AirflowFailException)
+    assert "after 3 attempts" in str(caught.value) and "Recipe is being updated" in str(caught.value)
+    assert len(aws_conn.journal("CreateImage")) == 3
+
+
+def test_quota_exceeded_is_a_retryable_task_failure_naming_the_quota(hook, aws_conn):
+    aws_conn.add_fault(
+        "CreateImage", code="ServiceQuotaExceededException", message="Concurrent image builds quota of 100 reached"
+    )
+    with pytest.raises(ImageBuilderApiError) as caught:
+        hook.create_image(REQUEST)
+    assert not isinstance(caught.value, AirflowFailException)
+    assert "Concurrent image builds quota of 100 reached" in str(caught.value)
+    assert "quota" in str(caught.value).lower() and "after 1 attempt." in str(caught.value)
+    assert len(aws_conn.journal("CreateImage")) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("IdempotentParameterMismatchException", "client token"),
+        ("ClientException", ""),
+        ("InvalidRequestException", ""),
+        ("ForbiddenException", "execution_role"),
+    ],
+)
+def test_rejections_fail_without_retries_with_message_and_request_id(hook, aws_conn, code, hint):
+    aws_conn.add_fault("CreateImage", code=code, message=f"service says no ({code})")
+    with pytest.raises(ImageBuilderRequestRejected) as caught:
+        hook.create_image(REQUEST)
+    assert isinstance(caught.value, AirflowFailException)
+    [entry] = aws_conn.journal("CreateImage")
+    message = str(caught.value)
+    assert code in message and f"service says no ({code})" in message and entry.request_id in message
+    assert hint in message
+
+
+def test_real_idempotent_mismatch_names_the_token(hook, aws_conn):
+    hook.create_image(REQUEST)
+    changed = validate_request({**REQUEST.to_api(), "tags": {"different": "request"}})
+    with pytest.raises(ImageBuilderRequestRejected, match="tok-1.*different parameters.*Give a new client_token"):
+        hook.create_image(changed)
+
+
+def test_cancel_of_a_finished_build_is_reported_not_raised(hook, aws_conn):
+    arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+    assert hook.cancel_image_creation(arn) is True
+    assert aws_conn.state.status(arn) == "CANCELLED"
+    assert hook.cancel_image_creation(arn) is False
