@@ -101,7 +101,7 @@ def test_rejections_fail_without_retries_with_message_and_request_id(hook, aws_c
 def test_real_idempotent_mismatch_names_the_token(hook, aws_conn):
     hook.create_image(REQUEST)
     changed = validate_request({**REQUEST.to_api(), "tags": {"different": "request"}})
-    with pytest.raises(ImageBuilderRequestRejected, match="tok-1.*different parameters.*Give a new client_token"):
+    with pytest.raises(ImageBuilderRequestRejected, match=r"tok-1.*different parameters.*Give a new client_token"):
         hook.create_image(changed)
 
 
