@@ -18,15 +18,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check airflow_imagebuilder dags tests benchmarks
-	$(BIN)/ruff format --check airflow_imagebuilder dags tests benchmarks
+	$(BIN)/ruff check airflow_imagebuilder dags tests benchmarks scripts
+	$(BIN)/ruff format --check airflow_imagebuilder dags tests benchmarks scripts
 	$(BIN)/mypy airflow_imagebuilder
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/python -m airflow_imagebuilder.demo
+	$(BIN)/python scripts/demo.py
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
