@@ -1,0 +1,109 @@
+"""The example DAGs under a real scheduler, dag-processor, triggerer and api-server (and celery worker in CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+
+from airflow_imagebuilder.testing import EmulatorControl
+from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, moto_process
+from tests.engine import AirflowEngine
+
+pytestmark = pytest.mark.slow
+BACKFILL_WEEKS = ["2026-10-05", "2026-10-12", "2026-10-19"]
+
+
+def images_by_week(endpoint: str) -> dict[str, list[str]]:
+    client = boto3.client("imagebuilder", endpoint_url=endpoint, region_name="us-east-1")
+    weeks: dict[str, list[str]] = {}
+    for arn in EmulatorControl(endpoint).images():
+        tags = client.get_image(imageBuildVersionArn=arn)["image"].get("tags", {})
+        if "patch-week" in tags:
+            weeks.setdefault(tags["patch-week"], []).append(arn)
+    return weeks
+
+
+def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path):
+    with emulator_process(phase_seconds=1.0, log_dir=tmp_path) as emulator, moto_process(log_dir=tmp_path) as moto:
+        engine = AirflowEngine(tmp_path, aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)).start()
+        control = EmulatorControl(emulator.endpoint_url)
+        try:
+            # 1. the chain: create -> deferrable sensor (triggerer) -> SSM + Asset event -> rollout DAG
+            engine.cli("dags", "unpause", "imagebuilder_golden_ami")
+            engine.cli("dags", "unpause", "imagebuilder_rollout")
+            engine.cli("dags", "trigger", "imagebuilder_golden_ami")
+            engine.wait_until(
+                lambda: list(engine.runs("imagebuilder_golden_ami").values()) == ["success"],
+                "the golden AMI chain to succeed",
+            )
+            engine.wait_until(
+                lambda: "success" in engine.runs("imagebuilder_rollout").values(),
+                "the Asset-scheduled rollout DAG to succeed",
+            )
+            ssm = boto3.client("ssm", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+            ami = ssm.get_parameter(Name="/golden-ami/golden-base/latest")["Parameter"]["Value"]
+            assert ami.startswith("ami-")
+            # the deferred sensor really ran in the triggerer process
+            trigger_logs = list((tmp_path / "logs").rglob("task_id=wait_for_image/*.log.trigger.*.log"))
+            assert trigger_logs, "no triggerer log for the deferred sensor"
+            trigger_log = trigger_logs[0].read_text()
+            assert "Trigger fired event" in trigger_log and "is AVAILABLE" in trigger_log
+
+            # 2. backfill the weekly DAG over three logical dates: exactly one image per date
+            engine.cli(
+                "backfill",
+                "create",
+                "--dag-id",
+                "imagebuilder_weekly_rebuild",
+                "--from-date",
+                "2026-10-05",
+                "--to-date",
+                "2026-10-20",
+            )
+            engine.cli("dags", "unpause", "imagebuilder_weekly_rebuild")
+
+            def backfill_runs() -> dict[str, str]:
+                return {
+                    run_id: state
+                    for run_id, state in engine.runs("imagebuilder_weekly_rebuild").items()
+                    if run_id.startswith("backfill__")
+                }
+
+            engine.wait_until(lambda: list(backfill_runs().values()) == ["success"] * 3, "3 backfill runs")
+            weeks = images_by_week(emulator.endpoint_url)
+            assert {week: len(weeks.get(week, [])) for week in BACKFILL_WEEKS} == dict.fromkeys(BACKFILL_WEEKS, 1)
+
+            # 3. clear and rerun one date: no new image, the rerun reuses that week's image
+            creates_before = len(control.journal("CreateImage"))
+            engine.cli(
+                "tasks",
+                "clear",
+                "imagebuilder_weekly_rebuild",
+                "--yes",
+                "--start-date",
+                "2026-10-12T04:00:00+00:00",
+                "--end-date",
+                "2026-10-12T04:00:00+00:00",
+            )
+            engine.wait_until(
+                lambda: (
+                    engine.query(
+                        "select try_number, state from task_instance where dag_id = 'imagebuilder_weekly_rebuild' "
+                        "and run_id = 'backfill__2026-10-12T04:00:00+00:00'"
+                    )
+                    == [(2, "success")]
+                ),
+                "the cleared week to run again",
+            )
+            assert len(images_by_week(emulator.endpoint_url)["2026-10-12"]) == 1
+            assert len(control.journal("CreateImage")) > creates_before  # it did call CreateImage (same token)
+            week_tokens = {
+                entry["client_token"]
+                for entry in control.journal("CreateImage")
+                if entry["image_arn"] in images_by_week(emulator.endpoint_url)["2026-10-12"]
+            }
+            assert len(week_tokens) == 1
+        finally:
+            engine.stop()
