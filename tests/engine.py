@@ -21,12 +21,18 @@ from airflow_imagebuilder.testing.processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def engines() -> list[str]:
+    """SQLite + LocalExecutor always; PostgreSQL + CeleryExecutor when CI provides the services."""
+    distributed = os.environ.get("IB_ENGINE_SQL_ALCHEMY_CONN") and os.environ.get("IB_ENGINE_BROKER_URL")
+    return ["sqlite-local", "postgres-celery"] if distributed else ["sqlite-local"]
+
+
 class AirflowEngine:
-    def __init__(self, home: Path, aws_connection: str) -> None:
+    def __init__(self, home: Path, aws_connection: str, kind: str = "sqlite-local") -> None:
         self.home = home
         self.api_port = free_port()
-        self.sql_alchemy_conn = os.environ.get("IB_ENGINE_SQL_ALCHEMY_CONN") or f"sqlite:///{home}/airflow.db"
-        broker = os.environ.get("IB_ENGINE_BROKER_URL")
+        broker = os.environ["IB_ENGINE_BROKER_URL"] if kind == "postgres-celery" else None
+        self.sql_alchemy_conn = os.environ["IB_ENGINE_SQL_ALCHEMY_CONN"] if broker else f"sqlite:///{home}/airflow.db"
         self.executor = "CeleryExecutor" if broker else "LocalExecutor"
         self.env = {
             **os.environ,
@@ -60,8 +66,20 @@ class AirflowEngine:
             raise AssertionError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout
 
+    def __enter__(self) -> AirflowEngine:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def start(self) -> AirflowEngine:
-        self.cli("db", "reset", "--yes") if "sqlite" not in self.sql_alchemy_conn else None
+        if self.db.dialect.name == "postgresql":  # a shared CI database: start from an empty schema
+            with self.db.begin() as connection:
+                connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         self.cli("db", "migrate")
         commands = {
             "api-server": ["api-server", "--port", str(self.api_port)],
@@ -104,6 +122,27 @@ class AirflowEngine:
 
     def runs(self, dag_id: str) -> dict[str, str]:
         return dict(self.query("select run_id, state from dag_run where dag_id = :dag_id", dag_id=dag_id))
+
+    def wait_for_runs(self, dag_id: str, count: int, prefix: str = "", timeout: float = 300) -> None:
+        """Wait until ``count`` runs (ids starting with ``prefix``) succeeded; fail fast when one fails."""
+
+        def done() -> bool:
+            states = [state for run_id, state in self.runs(dag_id).items() if run_id.startswith(prefix)]
+            if "failed" in states:
+                raise AssertionError(f"A run of {dag_id} failed: {self.runs(dag_id)}\n{self.task_failures(dag_id)}")
+            return states.count("success") >= count
+
+        self.wait_until(done, f"{count} successful runs of {dag_id}", timeout)
+
+    def task_failures(self, dag_id: str) -> str:
+        rows = self.query(
+            "select run_id, task_id, state from task_instance where dag_id = :dag_id and state != 'success'",
+            dag_id=dag_id,
+        )
+        logs = [
+            path.read_text(errors="replace")[-3000:] for path in (self.home / "logs").rglob(f"dag_id={dag_id}/**/*.log")
+        ]
+        return f"{rows}\n" + "\n".join(logs[-3:])
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout

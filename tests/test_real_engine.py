@@ -9,7 +9,7 @@ import pytest
 
 from airflow_imagebuilder.testing import EmulatorControl
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, moto_process
-from tests.engine import AirflowEngine
+from tests.engine import AirflowEngine, engines
 
 pytestmark = pytest.mark.slow
 BACKFILL_WEEKS = ["2026-10-05", "2026-10-12", "2026-10-19"]
@@ -25,23 +25,18 @@ def images_by_week(endpoint: str) -> dict[str, list[str]]:
     return weeks
 
 
-def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path):
+@pytest.mark.parametrize("kind", engines())
+def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
     with emulator_process(phase_seconds=1.0, log_dir=tmp_path) as emulator, moto_process(log_dir=tmp_path) as moto:
-        engine = AirflowEngine(tmp_path, aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)).start()
+        connection = aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)
         control = EmulatorControl(emulator.endpoint_url)
-        try:
+        with AirflowEngine(tmp_path, connection, kind) as engine:
             # 1. the chain: create -> deferrable sensor (triggerer) -> SSM + Asset event -> rollout DAG
             engine.cli("dags", "unpause", "imagebuilder_golden_ami")
             engine.cli("dags", "unpause", "imagebuilder_rollout")
             engine.cli("dags", "trigger", "imagebuilder_golden_ami")
-            engine.wait_until(
-                lambda: list(engine.runs("imagebuilder_golden_ami").values()) == ["success"],
-                "the golden AMI chain to succeed",
-            )
-            engine.wait_until(
-                lambda: "success" in engine.runs("imagebuilder_rollout").values(),
-                "the Asset-scheduled rollout DAG to succeed",
-            )
+            engine.wait_for_runs("imagebuilder_golden_ami", 1)
+            engine.wait_for_runs("imagebuilder_rollout", 1)  # scheduled by the Asset event
             ssm = boto3.client("ssm", endpoint_url=moto.endpoint_url, region_name="us-east-1")
             ami = ssm.get_parameter(Name="/golden-ami/golden-base/latest")["Parameter"]["Value"]
             assert ami.startswith("ami-")
@@ -64,14 +59,7 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path):
             )
             engine.cli("dags", "unpause", "imagebuilder_weekly_rebuild")
 
-            def backfill_runs() -> dict[str, str]:
-                return {
-                    run_id: state
-                    for run_id, state in engine.runs("imagebuilder_weekly_rebuild").items()
-                    if run_id.startswith("backfill__")
-                }
-
-            engine.wait_until(lambda: list(backfill_runs().values()) == ["success"] * 3, "3 backfill runs")
+            engine.wait_for_runs("imagebuilder_weekly_rebuild", 3, prefix="backfill__")
             weeks = images_by_week(emulator.endpoint_url)
             assert {week: len(weeks.get(week, [])) for week in BACKFILL_WEEKS} == dict.fromkeys(BACKFILL_WEEKS, 1)
 
@@ -105,5 +93,3 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path):
                 if entry["image_arn"] in images_by_week(emulator.endpoint_url)["2026-10-12"]
             }
             assert len(week_tokens) == 1
-        finally:
-            engine.stop()
