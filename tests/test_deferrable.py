@@ -100,7 +100,7 @@ def test_trigger_rejected_call_is_an_error_event(fast_emulator):
 
 
 def test_trigger_timeout_cancels_the_build(fast_emulator):
-    fast_emulator.state._phase_seconds = dict.fromkeys(fast_emulator.state._phase_seconds, 30.0)
+    fast_emulator.state.set_phase_seconds(30.0)
     arn = start_build(fast_emulator)
     [event] = events_of(make_trigger(arn, waiter_max_attempts=3))
     assert event["status"] == "timeout"
@@ -108,7 +108,7 @@ def test_trigger_timeout_cancels_the_build(fast_emulator):
 
 
 def test_trigger_on_kill_cancels_the_build(fast_emulator):
-    fast_emulator.state._phase_seconds = dict.fromkeys(fast_emulator.state._phase_seconds, 30.0)
+    fast_emulator.state.set_phase_seconds(30.0)
     arn = start_build(fast_emulator)
 
     async def kill():
@@ -192,7 +192,7 @@ def test_deferrable_operator_with_throttling_while_deferred(fast_emulator, monke
 
 @pytest.mark.usefixtures("airflow_db")
 def test_deferrable_sensor_chained_on_create_output(fast_emulator, monkeypatch):
-    fast_emulator.state._phase_seconds = dict.fromkeys(fast_emulator.state._phase_seconds, 0.3)
+    fast_emulator.state.set_phase_seconds(0.3)
     fast_emulator.add_fault("GetImage", code="CallRateLimitExceededException", probability=0.3)
     dag_run = run(
         monkeypatch, IB_WAIT="0", IB_SENSOR_DEFERRABLE="1", logical_date=dt.datetime(2026, 4, 2, tzinfo=dt.UTC)

@@ -43,7 +43,7 @@ def test_chain_renders_templates_and_passes_the_arn_to_the_sensor(fast_emulator,
 
 
 def test_rule1_retry_while_in_flight_follows_the_first_build(fast_emulator, monkeypatch):
-    fast_emulator.state._phase_seconds = dict.fromkeys(fast_emulator.state._phase_seconds, 2.0)
+    fast_emulator.state.set_phase_seconds(2.0)
     first = run(monkeypatch, IB_WAIT="0")  # create returns while the build is in flight
     assert fast_emulator.state.statuses() and set(fast_emulator.state.statuses().values()) <= {
         "PENDING",

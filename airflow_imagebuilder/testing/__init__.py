@@ -140,6 +140,9 @@ class EmulatorControl:
     def fail_next_builds(self, phase: str = "BUILDING", reason: str = "Build failed", count: int = 1) -> None:
         self._call("POST", "failures", {"phase": phase, "reason": reason, "count": count})
 
+    def set_phase_seconds(self, seconds: float | dict[str, float]) -> None:
+        self._call("POST", "phases", {"seconds": seconds})
+
     def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
         self._call(
             "POST",

@@ -27,7 +27,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/ListImageBuildVersions"): "ListImageBuildVersions",
 }
 CONTROL_PREFIX = "/_emulator/"
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/")
 _DEFAULT_REGION = "us-east-1"
 
 
@@ -75,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
             params[name] = values[-1]
         match = _CREDENTIAL_SCOPE.search(self.headers.get("Authorization", ""))
         region = match["region"] if match else _DEFAULT_REGION
-        outcome: Outcome = self.server.state.handle(operation, region, params)
+        outcome: Outcome = self.server.state.handle(operation, region, params, match["key"] if match else None)
         if outcome.latency:
             time.sleep(outcome.latency)
         if outcome.drop_response:
@@ -112,6 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
                 state.add_fault(Fault(**body))
             elif (method, command) == ("DELETE", "faults"):
                 state.clear_faults()
+            elif (method, command) == ("POST", "phases"):
+                state.set_phase_seconds(body["seconds"])
             elif (method, command) == ("POST", "failures"):
                 state.fail_next_builds(**body)
             elif (method, command) == ("POST", "distributions"):

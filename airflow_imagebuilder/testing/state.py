@@ -109,6 +109,7 @@ class JournalEntry:
     outcome: str  # "ok", the error code, or "dropped"
     status: int
     request_id: str
+    access_key_id: str | None = None  # from the SigV4 credential scope: shows credential refreshes
 
 
 @dataclasses.dataclass
@@ -205,6 +206,12 @@ class EmulatorState:
         with self._lock:
             self._faults.clear()
 
+    def set_phase_seconds(self, phase_seconds: float | Mapping[str, float]) -> None:
+        """Change the phase durations of builds created from now on."""
+        durations = self._phase_durations(phase_seconds)
+        with self._lock:
+            self._phase_seconds = durations
+
     def fail_next_builds(self, phase: str = "BUILDING", reason: str = "Build failed", count: int = 1) -> None:
         """Make the next ``count`` new builds fail at the end of ``phase`` with ``reason``."""
         if phase not in PHASES:
@@ -242,7 +249,9 @@ class EmulatorState:
             return build.created_at + build.phases[-1][2]
 
     # ---------------------------------------------------------------- the service
-    def handle(self, operation: str, region: str, params: dict[str, Any]) -> Outcome:
+    def handle(
+        self, operation: str, region: str, params: dict[str, Any], access_key_id: str | None = None
+    ) -> Outcome:
         """Run one call through faults, validation and the operation; journal it."""
         request_id = str(uuid.uuid4())
         with self._lock:
@@ -265,7 +274,9 @@ class EmulatorState:
                 outcome.latency = fault.latency
             label = "dropped" if outcome.drop_response else (outcome.error_code or "ok")
             self._journal.append(
-                JournalEntry(self.clock.now(), operation, region, token, arn, label, outcome.status, request_id)
+                JournalEntry(
+                    self.clock.now(), operation, region, token, arn, label, outcome.status, request_id, access_key_id
+                )
             )
             return outcome
 
