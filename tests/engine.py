@@ -59,9 +59,13 @@ class AirflowEngine:
         self.db = sqlalchemy.create_engine(self.sql_alchemy_conn)
 
     def cli(self, *args: str, check: bool = True) -> str:
-        result = subprocess.run(
-            [str(Path(sys.executable).with_name("airflow")), *args], env=self.env, capture_output=True, text=True
-        )
+        for _ in range(5):  # SQLite allows one writer: a CLI write can lose the race against the scheduler
+            result = subprocess.run(
+                [str(Path(sys.executable).with_name("airflow")), *args], env=self.env, capture_output=True, text=True
+            )
+            if result.returncode == 0 or "database is locked" not in result.stdout + result.stderr:
+                break
+            time.sleep(2)
         if check and result.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout

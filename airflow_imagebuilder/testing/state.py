@@ -249,9 +249,7 @@ class EmulatorState:
             return build.created_at + build.phases[-1][2]
 
     # ---------------------------------------------------------------- the service
-    def handle(
-        self, operation: str, region: str, params: dict[str, Any], access_key_id: str | None = None
-    ) -> Outcome:
+    def handle(self, operation: str, region: str, params: dict[str, Any], access_key_id: str | None = None) -> Outcome:
         """Run one call through faults, validation and the operation; journal it."""
         request_id = str(uuid.uuid4())
         with self._lock:

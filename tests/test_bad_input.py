@@ -1,0 +1,100 @@
+"""Bad input never reaches AWS: generated requests, malformed XComs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_imagebuilder.models import REQUEST_FIELDS, InvalidCreateImageRequest
+from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
+from tests.conftest import IMAGE_RECIPE_ARN, load_dag, task_states
+from tests.test_models import RULES, valid_requests
+
+SNAKE = REQUEST_FIELDS  # API name -> operator keyword
+# A missing clientToken is a rule of the request model only (the operator always derives one), and an unknown
+# top-level field is an unknown keyword argument for the operator (Airflow's own TypeError, tested below).
+OPERATOR_RULES = [rule for rule in RULES if rule[1] != {"clientToken": None} and rule[0] != "unknown"]
+
+
+def operator_kwargs(api: dict) -> dict:
+    return {SNAKE[name]: value for name, value in api.items() if name in SNAKE}
+
+
+@st.composite
+def requests(draw):
+    """A valid request, or one with a rule of the reference broken (about two thirds of the time)."""
+    api = draw(valid_requests)
+    rule = draw(st.one_of(st.none(), st.sampled_from(OPERATOR_RULES), st.sampled_from(OPERATOR_RULES)))
+    if rule is not None:
+        api = {**api, **rule[1]}
+        if rule[2] == "neither was given":
+            api.pop("containerRecipeArn", None)
+        if rule[2] == "both were given":
+            api["imageRecipeArn"] = IMAGE_RECIPE_ARN
+        api = {name: value for name, value in api.items() if value is not None}
+    return api, rule
+
+
+@pytest.fixture(scope="module")
+def journal_probe():
+    from airflow_imagebuilder.testing import ImageBuilderEmulator
+
+    with ImageBuilderEmulator() as emulator:
+        yield emulator
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(requests())
+def test_generated_requests_invalid_rejected_before_any_call(journal_probe, monkeypatch_module, case):
+    api, rule = case
+    kwargs = operator_kwargs(api)
+    if rule is None:
+        operator = ImageBuilderCreateImageOperator(task_id="t", **kwargs)  # valid: accepted at parse time
+        assert operator._rendered_request()  # and after "rendering"
+        return
+    # Literal values: rejected when the DAG is parsed.
+    if "infrastructureConfigurationArn" not in api:  # a required keyword argument: Python says so
+        with pytest.raises(TypeError, match="infrastructure_configuration_arn"):
+            ImageBuilderCreateImageOperator(task_id="t", **kwargs)
+    with pytest.raises(InvalidCreateImageRequest) as parsed:
+        ImageBuilderCreateImageOperator(task_id="t", **{"infrastructure_configuration_arn": None, **kwargs})
+    # Templated values: rejected right after rendering, in execute, before the hook is touched.
+    templated = dict.fromkeys(SNAKE.values(), "{{ placeholder }}")
+    operator = ImageBuilderCreateImageOperator(task_id="t", **templated)
+    for name in templated:
+        setattr(operator, name, kwargs.get(name))
+    with pytest.raises(InvalidCreateImageRequest) as rendered:
+        operator.execute({})  # type: ignore[arg-type]  # fails before the context is used
+    for error in (parsed.value, rendered.value):
+        message = str(error)
+        assert rule[2] in message
+        if rule[0] not in ("recipe", "unknown"):
+            assert rule[0] in message
+    assert journal_probe.journal() == []
+
+
+def test_unknown_top_level_field_is_an_unknown_operator_argument():
+    with pytest.raises(TypeError, match="image_recipe_ARN"):
+        ImageBuilderCreateImageOperator(task_id="t", image_recipe_ARN="x", infrastructure_configuration_arn="y")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
+    dag = load_dag("bad_xcom.py", "ib_bad_xcom")
+    dag_run = dag.test(logical_date=dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc))
+    output = capfd.readouterr().out
+    states = task_states(dag_run)
+    assert states["create_from_dict"] == states["create_from_none"] == states["sensor_on_dict"] == "failed"
+    assert "imageRecipeArn={'recipe': 'golden'}: Input should be a valid string" in output
+    assert "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn (neither" in output
+    assert "image_build_version_arn must be an image build version ARN string, got dict {'recipe': 'golden'}" in output
+    assert fast_emulator.journal() == []
