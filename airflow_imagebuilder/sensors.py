@@ -14,7 +14,6 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, conf
 from airflow_imagebuilder.exceptions import ImageBuildFailedError
 from airflow_imagebuilder.hooks import ImageBuilderHook, ImageState, StatusTracker, failure_message, image_outputs
 from airflow_imagebuilder.links import ImageBuilderImageLink
-from airflow_imagebuilder.triggers import ImageBuilderImageTrigger, resolve_event
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -76,6 +75,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
             return super().execute(context)
         if self.poke(context):
             return self.image_build_version_arn
+        from airflow_imagebuilder.triggers import ImageBuilderImageTrigger  # only when deferring: light parse
+
         self.defer(
             trigger=ImageBuilderImageTrigger(
                 image_build_version_arn=self.image_build_version_arn,
@@ -116,6 +117,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         return False
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        from airflow_imagebuilder.triggers import resolve_event
+
         outputs = resolve_event(event)
         self._push_outputs(context, outputs)
         return self.image_build_version_arn
