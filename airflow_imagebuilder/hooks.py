@@ -150,6 +150,18 @@ def image_outputs(image: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict[str, Any], log: Any) -> None:
+    """Push the outputs of an AVAILABLE image to XCom under their documented keys, and say what they are."""
+    for key, value in outputs.items():
+        context["ti"].xcom_push(key=key, value=value)
+    log.info(
+        "Image %s is AVAILABLE: AMIs %s, container images %s",
+        image_build_version_arn,
+        outputs["ami_ids"] or "none",
+        outputs["container_image_uris"] or "none",
+    )
+
+
 class StatusTracker:
     """Logs one line per status transition (with elapsed time) and one warning per unknown status."""
 
@@ -296,15 +308,19 @@ class ImageBuilderHook(AwsBaseHook):
         waiter_delay: float = 60,
         waiter_max_attempts: int = 720,
         not_found_grace: float = 120.0,
+        known_image: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Poll until the image is AVAILABLE and return it.
 
         Logs one line per status transition.  Raises :class:`ImageBuildFailedError` on a failure state and
         :class:`ImageBuildTimeoutError` (after cancelling the build) when ``waiter_max_attempts`` polls pass.
+        ``known_image`` is the image as the caller just read it; it stands in for the first poll.
         """
         tracker = StatusTracker(image_build_version_arn, self.log)
+        image = known_image
         for attempt in range(1, waiter_max_attempts + 1):
-            image = self.find_image(image_build_version_arn)
+            if attempt > 1 or image is None:
+                image = self.find_image(image_build_version_arn)
             if image is None:
                 if tracker.elapsed > not_found_grace:
                     raise ImageBuilderApiError(

@@ -10,7 +10,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.exceptions import ImageBuildFailedError
+from airflow_imagebuilder.exceptions import ImageBuilderError, ImageBuildFailedError
 from airflow_imagebuilder.hooks import (
     FAILURE_STATES,
     SUCCESS_STATES,
@@ -18,6 +18,7 @@ from airflow_imagebuilder.hooks import (
     ImageState,
     failure_message,
     image_outputs,
+    push_image_outputs,
 )
 from airflow_imagebuilder.links import ImageBuilderImageLink
 from airflow_imagebuilder.models import REQUEST_FIELDS, validate_request
@@ -101,6 +102,28 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
     }
     operator_extra_links = (ImageBuilderImageLink(),)
     ui_color = "#ff9900"
+
+    # Instance attributes, stored by __init__ in one update (see there).
+    infrastructure_configuration_arn: str
+    image_recipe_arn: str | None
+    container_recipe_arn: str | None
+    distribution_configuration_arn: str | None
+    enhanced_image_metadata_enabled: bool | None
+    execution_role: str | None
+    image_scanning_configuration: dict[str, Any] | None
+    image_tests_configuration: dict[str, Any] | None
+    tags: dict[str, str] | None
+    workflows: list[dict[str, Any]] | None
+    logging_configuration: dict[str, Any] | None
+    client_token: str | None
+    force_rebuild: bool
+    wait_for_completion: bool
+    waiter_delay: float
+    waiter_max_attempts: int
+    deferrable: bool
+    cancel_on_kill: bool
+    api_retry: dict[str, Any] | None
+    _in_flight_arn: str | None
 
     def __init__(
         self,
@@ -201,25 +224,11 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
         request = self._rendered_request()
-        arn, token, image = self._start_or_reuse_build(context, request)
+        arn, token, image = self._start_or_find_build(context, request)
         context["ti"].xcom_push(key="client_token", value=token)
-        ImageBuilderImageLink.persist(
-            context=context,
-            operator=self,
-            region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition,
-            image_arn=arn,
-        )
-        self.log.info(
-            "Image Builder console: %s",
-            ImageBuilderImageLink().format_link(
-                region_name=self.hook.conn_region_name,
-                aws_domain=ImageBuilderImageLink.get_aws_domain(self.hook.conn_partition) or "aws.amazon.com",
-                image_arn=arn,
-            ),
-        )
-        if image is not None:
-            self._push_outputs(context, image_outputs(image))
+        ImageBuilderImageLink.record(context, self, arn)
+        if image is not None and ImageState.of(image).status in SUCCESS_STATES:  # reused
+            push_image_outputs(context, arn, image_outputs(image), self.log)
             return arn
         if not self.wait_for_completion:
             return arn
@@ -244,18 +253,16 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
             )
         self._in_flight_arn = arn
         image = self.hook.wait_for_image(
-            arn, waiter_delay=self.waiter_delay, waiter_max_attempts=self.waiter_max_attempts
+            arn, waiter_delay=self.waiter_delay, waiter_max_attempts=self.waiter_max_attempts, known_image=image
         )
         self._in_flight_arn = None
-        self._push_outputs(context, image_outputs(image))
+        push_image_outputs(context, arn, image_outputs(image), self.log)
         return arn
 
-    def _start_or_reuse_build(
-        self, context: Context, request: dict[str, Any]
-    ) -> tuple[str, str, dict[str, Any] | None]:
+    def _start_or_find_build(self, context: Context, request: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         """Send CreateImage with the token of each generation until one names a build worth following.
 
-        Returns (ARN, client token, the image when it is already AVAILABLE and reused, else None).
+        Returns (ARN, client token, the image as just read: AVAILABLE when reused, None while not yet visible).
         """
         ti = context["ti"]
         identity = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
@@ -289,29 +296,19 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
                 )
                 return arn, token, image
             self.log.info("Following image %s (status %s)", arn, state.status)
-            return arn, token, None
-        raise ImageBuildFailedError(
-            f"{MAX_GENERATIONS} builds of this request ended without an image to use; giving up",
-            "",
-            "FAILED",
-            None,
+            return arn, token, image
+        raise ImageBuilderError(
+            f"{MAX_GENERATIONS} builds of this request (client tokens of generations 0-{MAX_GENERATIONS - 1}) "
+            "ended without an image to use; giving up"
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         from airflow_imagebuilder.triggers import resolve_event
 
         outputs = resolve_event(event)
-        self._push_outputs(context, outputs)
-        return str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
-
-    def _push_outputs(self, context: Context, outputs: dict[str, Any]) -> None:
-        for key, value in outputs.items():
-            context["ti"].xcom_push(key=key, value=value)
-        self.log.info(
-            "Image outputs: AMIs %s, container images %s",
-            outputs["ami_ids"] or "none",
-            outputs["container_image_uris"] or "none",
-        )
+        arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
+        push_image_outputs(context, arn, outputs, self.log)
+        return arn
 
     def on_kill(self) -> None:
         """Cancel the build this task is waiting for."""

@@ -12,7 +12,14 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import PokeReturnValue, conf
 
 from airflow_imagebuilder.exceptions import ImageBuildFailedError
-from airflow_imagebuilder.hooks import ImageBuilderHook, ImageState, StatusTracker, failure_message, image_outputs
+from airflow_imagebuilder.hooks import (
+    ImageBuilderHook,
+    ImageState,
+    StatusTracker,
+    failure_message,
+    image_outputs,
+    push_image_outputs,
+)
 from airflow_imagebuilder.links import ImageBuilderImageLink
 
 if TYPE_CHECKING:
@@ -97,13 +104,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         arn = self._checked_arn()
         if self._tracker is None:
             self._tracker = StatusTracker(arn, self.log)
-            ImageBuilderImageLink.persist(
-                context=context,
-                operator=self,
-                region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition,
-                image_arn=arn,
-            )
+            ImageBuilderImageLink.record(context, self, arn)
         image = self.hook.find_image(arn)
         if image is None:  # not visible yet right after CreateImage
             return False
@@ -112,23 +113,12 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         if outcome == "failure":
             raise ImageBuildFailedError(failure_message(arn, state), arn, state.status, state.reason)
         if outcome == "success":
-            self._push_outputs(context, image_outputs(image))
+            push_image_outputs(context, arn, image_outputs(image), self.log)
             return PokeReturnValue(is_done=True, xcom_value=arn)
         return False
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         from airflow_imagebuilder.triggers import resolve_event
 
-        outputs = resolve_event(event)
-        self._push_outputs(context, outputs)
+        push_image_outputs(context, self.image_build_version_arn, resolve_event(event), self.log)
         return self.image_build_version_arn
-
-    def _push_outputs(self, context: Context, outputs: dict[str, Any]) -> None:
-        for key, value in outputs.items():
-            context["ti"].xcom_push(key=key, value=value)
-        self.log.info(
-            "Image %s is AVAILABLE: AMIs %s, container images %s",
-            self.image_build_version_arn,
-            outputs["ami_ids"] or "none",
-            outputs["container_image_uris"] or "none",
-        )

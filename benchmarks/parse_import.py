@@ -71,15 +71,17 @@ def _median(code: str, *args: str, env: dict[str, str]) -> float:
 def measure() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
-                       capture_output=True, check=True)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env, capture_output=True, check=True
+        )
         files = {}
         for name, source in (("ours", OURS), ("empty", EMPTY)):
             path = Path(home) / f"{name}_dag.py"
             path.write_text(source)
             files[name] = path
-        ours_parse = _median(PARSE.format(pre_import="import airflow_imagebuilder.operators"), str(files["ours"]),
-                             env=env)
+        ours_parse = _median(
+            PARSE.format(pre_import="import airflow_imagebuilder.operators"), str(files["ours"]), env=env
+        )
         empty_parse = _median(
             PARSE.format(pre_import="import airflow.providers.standard.operators.empty"), str(files["empty"]), env=env
         )
@@ -88,8 +90,9 @@ def measure() -> dict[str, float]:
             IMPORT.format(statement="import airflow.sdk, airflow_imagebuilder.operators, airflow_imagebuilder.sensors"),
             env=env,
         )
-        ec2_import = _median(IMPORT.format(statement="import airflow.sdk, airflow.providers.amazon.aws.operators.ec2"),
-                             env=env)
+        ec2_import = _median(
+            IMPORT.format(statement="import airflow.sdk, airflow.providers.amazon.aws.operators.ec2"), env=env
+        )
     return {
         "parse_ours_s": ours_parse,
         "parse_empty_s": empty_parse,

@@ -19,7 +19,6 @@ import asyncio
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -57,8 +56,14 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
     class BaselineImageAvailableTrigger(AwsBaseWaiterTrigger):
         aws_hook_class = BaselineImageBuilderHook
 
-        def __init__(self, *, image_build_version_arn: str, waiter_delay: int, waiter_max_attempts: int,
-                     aws_conn_id: str | None = "aws_default") -> None:
+        def __init__(
+            self,
+            *,
+            image_build_version_arn: str,
+            waiter_delay: int,
+            waiter_max_attempts: int,
+            aws_conn_id: str | None = "aws_default",
+        ) -> None:
             super().__init__(
                 serialized_fields={"image_build_version_arn": image_build_version_arn},
                 waiter_name="image_available",
@@ -120,8 +125,13 @@ def create_builds(endpoint: str, n: int, tag: str) -> dict[str, float]:
     from airflow_imagebuilder.testing import EmulatorControl
 
     control = EmulatorControl(endpoint)
-    client = boto3.client("imagebuilder", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
+    client = boto3.client(
+        "imagebuilder",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
     buckets = 10
     phases: dict[str, float] = {}
     for bucket in range(buckets):
@@ -144,15 +154,22 @@ def measure(n: int, delay: float) -> dict[str, dict[str, float]]:
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work, emulator_process(log_dir=Path(work)) as emulator:
-        env = {**os.environ, "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(emulator.endpoint_url),
-               "AIRFLOW_HOME": work, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(emulator.endpoint_url),
+            "AIRFLOW_HOME": work,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
         for impl in ("baseline", "ours"):
             available = create_builds(emulator.endpoint_url, n, impl)
             arns_file = Path(work) / f"{impl}.json"
             arns_file.write_text(json.dumps(sorted(available)))
             output = subprocess.run(
                 [sys.executable, __file__, "--child", impl, "--arns", str(arns_file), "--delay", str(delay)],
-                env=env, capture_output=True, text=True, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if output.returncode != 0:
                 raise RuntimeError(f"{impl} run failed:\n{output.stderr[-3000:]}")
@@ -161,8 +178,11 @@ def measure(n: int, delay: float) -> dict[str, dict[str, float]]:
             if len(run["events"]) != n or failed:
                 raise RuntimeError(f"{impl}: {len(run['events'])} events of {n}, not successful: {failed}")
             latencies = sorted(run["events"][arn] - available[arn] for arn in available)
-            gets = [entry for entry in EmulatorControl(emulator.endpoint_url).journal("GetImage")
-                    if entry["image_arn"] in available]
+            gets = [
+                entry
+                for entry in EmulatorControl(emulator.endpoint_url).journal("GetImage")
+                if entry["image_arn"] in available
+            ]
             results[impl] = {
                 "cpu_s": run["cpu_s"],
                 "rss_growth_mib": run["rss_growth_mib"],
@@ -179,9 +199,13 @@ def report(results: dict[str, dict[str, float]], n: int, delay: float) -> list[s
         f"Triggerer: {n} concurrent waits in one event loop, waiter delay {delay:g}s, builds of 2-20s",
         f"  {'':22}{'ours':>12}{'baseline':>12}{'ratio':>10}",
     ]
-    for key, label in [("cpu_s", "CPU seconds"), ("rss_growth_mib", "peak RSS growth MiB"),
-                       ("latency_p50_s", "latency p50 s"), ("latency_p99_s", "latency p99 s"),
-                       ("gets_per_build", "GetImage per build")]:
+    for key, label in [
+        ("cpu_s", "CPU seconds"),
+        ("rss_growth_mib", "peak RSS growth MiB"),
+        ("latency_p50_s", "latency p50 s"),
+        ("latency_p99_s", "latency p99 s"),
+        ("gets_per_build", "GetImage per build"),
+    ]:
         ratio = ours[key] / base[key] if base[key] else float("nan")
         lines.append(f"  {label:22}{ours[key]:>12.2f}{base[key]:>12.2f}{ratio:>10.2f}")
     return lines

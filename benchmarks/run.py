@@ -1,0 +1,54 @@
+"""``make bench``: every measurement beside its baseline, in one run on this machine, then one ``BENCH {json}`` line.
+
+Ratios only; nothing here asserts a timing.  Goals: triggerer CPU and RSS ratios <= 0.5, latency p99 - delay
+<= 1 s, parse ratio <= 1.3, import overhead ratio <= 1.0, creates per build = 1, excess gets <= 2,
+emulator >= 500 GetImage/s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import emulator_speed
+import operator_faults
+import parse_import
+import triggerer
+
+TRIGGERS = int(os.environ.get("BENCH_TRIGGERS", "1000"))
+DELAY = float(os.environ.get("BENCH_DELAY", "5"))
+
+
+def main() -> int:
+    lines: list[str] = []
+
+    trig = triggerer.measure(TRIGGERS, DELAY)
+    lines += triggerer.report(trig, TRIGGERS, DELAY)
+    parse = parse_import.measure()
+    lines += parse_import.report(parse)
+    operator = operator_faults.measure()
+    lines += operator_faults.report(operator)
+    emulator = emulator_speed.measure()
+    lines += emulator_speed.report(emulator)
+
+    print("\n".join(lines))
+    bench = {
+        "triggerer_cpu_ratio": round(trig["ours"]["cpu_s"] / trig["baseline"]["cpu_s"], 3),
+        "triggerer_rss_ratio": round(trig["ours"]["rss_growth_mib"] / trig["baseline"]["rss_growth_mib"], 3),
+        "triggerer_latency_p99_over_delay_s": round(trig["ours"]["latency_p99_s"] - DELAY, 3),
+        "parse_ratio": round(parse["parse_ratio"], 3),
+        "import_overhead_ratio": round(parse["import_overhead_ratio"], 3),
+        "creates_per_build": round(operator["creates_per_build"], 3),
+        "gets_per_build_excess": round(operator["gets_per_build_excess"], 3),
+        "emulator_get_per_s": round(emulator["get_per_s"], 1),
+    }
+    print("BENCH " + json.dumps(bench))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
