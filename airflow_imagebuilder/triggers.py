@@ -72,6 +72,7 @@ class ImageBuilderImageTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.api_retry = api_retry
         self.not_found_grace = not_found_grace
+        self._killed = False  # set by on_kill; not serialized
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -107,6 +108,14 @@ class ImageBuilderImageTrigger(BaseTrigger):
         return TriggerEvent(payload | extra)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for event in self._wait():
+            # Once a user killed the task (on_kill), fire nothing: a cleared task must start afresh, not resume
+            # with the CANCELLED status its own kill caused.
+            if not self._killed:
+                yield event
+            return
+
+    async def _wait(self) -> AsyncIterator[TriggerEvent]:
         tracker = StatusTracker(self.image_build_version_arn, self.log)
         for attempt in range(1, self.waiter_max_attempts + 1):
             try:
@@ -146,6 +155,7 @@ class ImageBuilderImageTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the build when a user marks the deferred task failed or clears it (Airflow 3.3+)."""
+        self._killed = True
         if self.cancel_on_kill:
             await self.hook.cancel_image_creation_async(self.image_build_version_arn)
 

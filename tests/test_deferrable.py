@@ -201,3 +201,24 @@ def test_deferrable_sensor_chained_on_create_output(fast_emulator, monkeypatch):
     [arn] = fast_emulator.state.image_arns()
     assert xcom(dag_run, "wait") == arn
     assert xcom(dag_run, "wait", "ami_ids")["us-east-1"].startswith("ami-")
+
+
+def test_trigger_killed_by_a_user_cancels_and_fires_nothing(fast_emulator):
+    fast_emulator.state.set_phase_seconds(30.0)
+    arn = start_build(fast_emulator)
+    trigger = make_trigger(arn)
+
+    async def kill_while_waiting():
+        try:
+            events = trigger.run()
+            reader = asyncio.ensure_future(events.__anext__())
+            while not fast_emulator.journal("GetImage"):
+                await asyncio.sleep(0.01)
+            await trigger.on_kill()  # what the triggerer calls when the deferred task is cleared
+            with pytest.raises(StopAsyncIteration):
+                await reader
+        finally:
+            await _SHARED_CLIENTS.close_all()
+
+    asyncio.run(kill_while_waiting())
+    assert fast_emulator.state.status(arn) == "CANCELLED"

@@ -93,3 +93,35 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
                 if entry["image_arn"] in images_by_week(emulator.endpoint_url)["2026-10-12"]
             }
             assert len(week_tokens) == 1
+
+            # 4. a user clears the task while it is deferred: the triggerer's on_kill cancels the build
+            #    (Airflow 3.3+), and the task builds anew since that build is CANCELLED. The new try may start
+            #    before the triggerer has cancelled (an Airflow race), follow the doomed build and fail once on
+            #    CANCELLED; its retry then builds anew.
+            control.set_phase_seconds(60)
+            date = "2026-11-25T04:00:00+00:00"
+            engine.cli("dags", "trigger", "imagebuilder_weekly_rebuild", "--logical-date", date)
+            engine.wait_until(
+                lambda: (
+                    engine.query(
+                        "select ti.state from task_instance ti join dag_run dr on dr.run_id = ti.run_id "
+                        "and dr.dag_id = ti.dag_id where dr.dag_id = 'imagebuilder_weekly_rebuild' "
+                        "and dr.run_type = 'manual'"
+                    )
+                    == [("deferred",)]
+                ),
+                "the manual run's task to defer",
+            )
+            control.set_phase_seconds(1)
+            engine.cli(
+                "tasks", "clear", "imagebuilder_weekly_rebuild", "--yes", "--start-date", date, "--end-date", date
+            )
+            engine.wait_until(
+                lambda: (
+                    sorted(control.images()[arn] for arn in images_by_week(emulator.endpoint_url).get("2026-11-25", []))
+                    == ["AVAILABLE", "CANCELLED"]
+                ),
+                "the cleared deferred build to be cancelled and rebuilt",
+            )
+            assert len(control.journal("CancelImageCreation")) == 1
+            engine.wait_for_runs("imagebuilder_weekly_rebuild", 1, prefix="manual__")
