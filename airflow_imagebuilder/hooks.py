@@ -13,6 +13,7 @@ import dataclasses
 import json
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -74,6 +75,14 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException"})
+#: How the service refuses to cancel a build that already ended.
+CANCEL_REFUSED_CODES = frozenset({"ResourceInUseException", "InvalidRequestException"})
+
+
+def _cancel_request(image_build_version_arn: str) -> dict[str, Any]:
+    """CancelImageCreation arguments with one client token for all retries of this cancel."""
+    return {"imageBuildVersionArn": image_build_version_arn, "clientToken": str(uuid.uuid4())}
+
 
 T = TypeVar("T")
 
@@ -286,20 +295,22 @@ class ImageBuilderHook(AwsBaseHook):
     def get_image_state(self, image_build_version_arn: str) -> ImageState:
         return ImageState.of(self.get_image(image_build_version_arn))
 
-    def cancel_image_creation(self, image_build_version_arn: str, client_token: str | None = None) -> bool:
+    def cancel_image_creation(self, image_build_version_arn: str) -> bool:
         """Cancel a build; return False (and log why) when the service refuses because it already ended."""
-        kwargs: dict[str, Any] = {"imageBuildVersionArn": image_build_version_arn}
-        if client_token:
-            kwargs["clientToken"] = client_token
         try:
-            self._call("CancelImageCreation", self.conn.cancel_image_creation, **kwargs)
+            self._call(
+                "CancelImageCreation", self.conn.cancel_image_creation, **_cancel_request(image_build_version_arn)
+            )
         except ImageBuilderApiError as error:
-            if error.code not in ("ResourceInUseException", "InvalidRequestException"):
-                raise
-            self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
-            return False
+            return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
+
+    def _cancel_refused(self, image_build_version_arn: str, error: ImageBuilderApiError) -> bool:
+        if error.code not in CANCEL_REFUSED_CODES:
+            raise error
+        self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
+        return False
 
     def wait_for_image(
         self,
@@ -382,13 +393,10 @@ class ImageBuilderHook(AwsBaseHook):
         client = await self.shared_async_client()
         try:
             await self._call_async(
-                "CancelImageCreation", client.cancel_image_creation, imageBuildVersionArn=image_build_version_arn
+                "CancelImageCreation", client.cancel_image_creation, **_cancel_request(image_build_version_arn)
             )
         except ImageBuilderApiError as error:
-            if error.code not in ("ResourceInUseException", "InvalidRequestException"):
-                raise
-            self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
-            return False
+            return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
 

@@ -48,15 +48,7 @@ def measure() -> dict[str, float]:
         (Path(home) / "dags").mkdir()
         (Path(home) / "dags" / "bench_faults.py").write_text(DAG)
         control = EmulatorControl(emulator.endpoint_url)
-        taken = 0.0
-        for fault, share in [
-            ({"code": "CallRateLimitExceededException"}, 0.2 / 3),
-            ({"code": "ServiceException"}, 0.2 / 3),
-            ({"code": "ServiceUnavailableException"}, 0.2 / 3),
-            ({"drop_response": True}, 0.05),
-        ]:
-            control.add_fault("*", probability=share / (1 - taken), **fault)
-            taken += share
+        control.add_fault_mix(error_share=0.20, drop_share=0.05)
         env = {
             **os.environ,
             "AIRFLOW_HOME": home,

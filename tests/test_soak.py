@@ -16,17 +16,7 @@ TASKS = 200
 def test_soak_no_duplicates_no_failed_tasks(fast_emulator, monkeypatch, capsys):
     monkeypatch.setenv("IB_SOAK_TASKS", str(TASKS))
     fast_emulator.state.set_phase_seconds(0.01)
-    # 20% of all calls answered 429/500/503 (a third each) and 5% processed with the response dropped.
-    # Faults are drawn in order, so each probability is its share of the calls the earlier ones left.
-    taken = 0.0
-    for fault, share in [
-        ({"code": "CallRateLimitExceededException"}, 0.2 / 3),
-        ({"code": "ServiceException"}, 0.2 / 3),
-        ({"code": "ServiceUnavailableException"}, 0.2 / 3),
-        ({"drop_response": True}, 0.05),
-    ]:
-        fast_emulator.add_fault("*", probability=share / (1 - taken), **fault)
-        taken += share
+    fast_emulator.add_fault_mix(error_share=0.20, drop_share=0.05)  # 429/500/503 in equal parts, lost responses
     dag = load_dag("soak.py", "ib_soak")
     dag_run = dag.test(logical_date=dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc))
 

@@ -86,6 +86,9 @@ class ImageBuilderEmulator:
     def add_fault(self, operation: str = "*", **fault: Any) -> Fault:
         return self.state.add_fault(Fault(operation=operation, **fault))
 
+    def add_fault_mix(self, error_share: float, drop_share: float = 0.0) -> None:
+        self.state.add_fault_mix(error_share, drop_share)
+
     def clear_faults(self) -> None:
         self.state.clear_faults()
 
@@ -133,6 +136,9 @@ class EmulatorControl:
 
     def add_fault(self, operation: str = "*", **fault: Any) -> None:
         self._call("POST", "faults", {"operation": operation, **fault})
+
+    def add_fault_mix(self, error_share: float, drop_share: float = 0.0) -> None:
+        self._call("POST", "fault-mix", {"error_share": error_share, "drop_share": drop_share})
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")

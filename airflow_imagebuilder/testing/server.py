@@ -110,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
                 result = state.statuses()
             elif (method, command) == ("POST", "faults"):
                 state.add_fault(Fault(**body))
+            elif (method, command) == ("POST", "fault-mix"):
+                state.add_fault_mix(**body)
             elif (method, command) == ("DELETE", "faults"):
                 state.clear_faults()
             elif (method, command) == ("POST", "phases"):

@@ -202,6 +202,27 @@ class EmulatorState:
             self._faults.append(fault)
         return fault
 
+    def add_fault_mix(
+        self,
+        error_share: float,
+        drop_share: float = 0.0,
+        codes: tuple[str, ...] = ("CallRateLimitExceededException", "ServiceException", "ServiceUnavailableException"),
+    ) -> None:
+        """Answer ``error_share`` of all calls with ``codes`` (in equal parts) and drop ``drop_share`` of responses.
+
+        Faults are drawn in order, so each probability is its share of the calls the earlier ones left.
+        """
+        if error_share + drop_share >= 1:
+            raise ValueError(f"add_fault_mix: error_share + drop_share must be below 1, got {error_share + drop_share}")
+        taken = 0.0
+        shares = [({"code": code}, error_share / len(codes)) for code in codes] + [
+            ({"drop_response": True}, drop_share)
+        ]
+        for fault, share in shares:
+            if share:
+                self.add_fault(Fault(operation="*", probability=share / (1 - taken), **fault))  # type: ignore[arg-type]
+            taken += share
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
