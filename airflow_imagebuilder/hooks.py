@@ -337,7 +337,7 @@ class ImageBuilderHook(AwsBaseHook):
                     raise ImageBuilderApiError(
                         "GetImage",
                         "ResourceNotFoundException",
-                        f"Image {image_build_version_arn} is still not found {tracker.elapsed:.0f}s after creation",
+                        not_found_message(image_build_version_arn, tracker.elapsed),
                     )
             else:
                 state = ImageState.of(image)
@@ -399,6 +399,10 @@ class ImageBuilderHook(AwsBaseHook):
             return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
+
+
+def not_found_message(image_build_version_arn: str, elapsed: float) -> str:
+    return f"Image {image_build_version_arn} is still not found {elapsed:.0f}s after it was created"
 
 
 def timeout_message(image_build_version_arn: str, waiter_delay: float, waiter_max_attempts: int) -> str:

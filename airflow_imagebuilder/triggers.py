@@ -23,6 +23,7 @@ from airflow_imagebuilder.hooks import (
     StatusTracker,
     failure_message,
     image_outputs,
+    not_found_message,
     timeout_message,
 )
 
@@ -131,8 +132,7 @@ class ImageBuilderImageTrigger(BaseTrigger):
                 yield self._event(
                     "error",
                     code="ResourceNotFoundException",
-                    message=f"Image {self.image_build_version_arn} is still not found {tracker.elapsed:.0f}s "
-                    "after it was created",
+                    message=not_found_message(self.image_build_version_arn, tracker.elapsed),
                 )
                 return
             if image:

@@ -110,3 +110,19 @@ def test_cancel_of_a_finished_build_is_reported_not_raised(hook, aws_conn):
     assert hook.cancel_image_creation(arn) is True
     assert aws_conn.state.status(arn) == "CANCELLED"
     assert hook.cancel_image_creation(arn) is False
+
+
+def test_not_found_right_after_create_is_eventual_consistency(monkeypatch):
+    from airflow_imagebuilder.testing import ImageBuilderEmulator
+    from tests.conftest import aws_connection
+
+    with ImageBuilderEmulator(phase_seconds=0.05, visibility_delay=0.3) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(emulator.endpoint_url))
+        hook = ImageBuilderHook(aws_conn_id="aws_default", api_retry=FAST)
+        arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+        image = hook.wait_for_image(arn, waiter_delay=0.05, waiter_max_attempts=100, not_found_grace=5)
+        assert image["state"]["status"] == "AVAILABLE"
+        assert "ResourceNotFoundException" in [entry.outcome for entry in emulator.journal("GetImage")]
+        missing = arn.replace("/1", "/99")
+        with pytest.raises(ImageBuilderApiError, match=r"/99 is still not found \d+s after it was created"):
+            hook.wait_for_image(missing, waiter_delay=0.05, waiter_max_attempts=100, not_found_grace=0.2)
