@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
-
-__version__ = "0.1.0"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -13,7 +12,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "EC2 Image Builder",
         "description": "Build AMIs and container images with AWS EC2 Image Builder's CreateImage, "
         "idempotently and deferrably.",
-        "versions": [__version__],
+        "versions": [version("airflow-imagebuilder")],
         "integrations": [
             {
                 "integration-name": "Amazon EC2 Image Builder",
