@@ -331,7 +331,15 @@ class ImageBuilderHook(AwsBaseHook):
         image = known_image
         for attempt in range(1, waiter_max_attempts + 1):
             if attempt > 1 or image is None:
-                image = self.find_image(image_build_version_arn)
+                try:
+                    image = self.find_image(image_build_version_arn)
+                except ImageBuilderRequestRejected:
+                    raise
+                except ImageBuilderApiError as error:
+                    # As in the trigger: throttling, 5xx and transport errors outlasting the retries never end
+                    # the wait; the next poll tries again.
+                    self.log.warning("GetImage of %s failed, still waiting: %s", image_build_version_arn, error)
+                    image = {}
             if image is None:
                 if tracker.elapsed > not_found_grace:
                     raise ImageBuilderApiError(
@@ -339,7 +347,7 @@ class ImageBuilderHook(AwsBaseHook):
                         "ResourceNotFoundException",
                         not_found_message(image_build_version_arn, tracker.elapsed),
                     )
-            else:
+            elif image:
                 state = ImageState.of(image)
                 outcome = tracker.observe(state)
                 if outcome == "success":

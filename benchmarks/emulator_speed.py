@@ -7,23 +7,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 IMAGES = 1000
 CALLS = 3000
 
 
 def measure() -> dict[str, float]:
-    from airflow_imagebuilder.testing.processes import emulator_process
+    from airflow_imagebuilder.testing.processes import emulator_process, local_client
 
     with tempfile.TemporaryDirectory() as work, emulator_process(phase_seconds=60, log_dir=Path(work)) as emulator:
-        client = boto3.client(
-            "imagebuilder",
-            endpoint_url=emulator.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
+        client = local_client("imagebuilder", emulator.endpoint_url)
         arns = [
             client.create_image(
                 imageRecipeArn="arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/speed/1.0.0",

@@ -120,18 +120,11 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
 
 def create_builds(endpoint: str, n: int, tag: str) -> dict[str, float]:
     """N builds whose total build times are staggered between 2 and 20 seconds; returns ARN -> available time."""
-    import boto3
-
     from airflow_imagebuilder.testing import EmulatorControl
+    from airflow_imagebuilder.testing.processes import local_client
 
     control = EmulatorControl(endpoint)
-    client = boto3.client(
-        "imagebuilder",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-    )
+    client = local_client("imagebuilder", endpoint)
     buckets = 10
     phases: dict[str, float] = {}
     for bucket in range(buckets):

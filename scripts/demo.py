@@ -16,10 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 from airflow_imagebuilder.testing import EmulatorControl
-from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, moto_process
+from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "arn:aws:imagebuilder:us-east-1:123456789012:distribution-configuration/golden-regions"
@@ -56,21 +54,9 @@ def main() -> int:
                 print(f"airflow dags test failed with exit code {result.returncode}; full log: {log}")
                 return 1
             images = EmulatorControl(emulator.endpoint_url).images()
-            ssm = boto3.client(
-                "ssm",
-                endpoint_url=moto.endpoint_url,
-                region_name="us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            ssm = local_client("ssm", moto.endpoint_url)
             ami = ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"]
-            ib = boto3.client(
-                "imagebuilder",
-                endpoint_url=emulator.endpoint_url,
-                region_name="us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            ib = local_client("imagebuilder", emulator.endpoint_url)
             [arn] = images
             outputs = ib.get_image(imageBuildVersionArn=arn)["image"]["outputResources"]["amis"]
             print()

@@ -126,3 +126,13 @@ def test_not_found_right_after_create_is_eventual_consistency(monkeypatch):
         missing = arn.replace("/1", "/99")
         with pytest.raises(ImageBuilderApiError, match=r"/99 is still not found \d+s after it was created"):
             hook.wait_for_image(missing, waiter_delay=0.05, waiter_max_attempts=100, not_found_grace=0.2)
+
+
+def test_sync_wait_outlasts_errors_beyond_the_hook_retries(hook, aws_conn):
+    """Like the trigger: a poll whose retries run out does not end the wait; the next poll tries again."""
+    aws_conn.state.set_phase_seconds(0.0)
+    arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+    aws_conn.add_fault("GetImage", code="ServiceUnavailableException", count=8)  # more than 6 attempts per poll
+    image = hook.wait_for_image(arn, waiter_delay=0.01, waiter_max_attempts=10)
+    assert image["state"]["status"] == "AVAILABLE"
+    assert [entry.outcome for entry in aws_conn.journal("GetImage")].count("ServiceUnavailableException") == 8

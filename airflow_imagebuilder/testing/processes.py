@@ -98,6 +98,19 @@ def moto_process(port: int | None = None, log_dir: Path | None = None) -> Servic
     return ServiceProcess("moto", command, port, "/moto-api/", log_dir)
 
 
+def local_client(service: str, endpoint_url: str, region: str = "us-east-1") -> Any:
+    """A boto3 client for a local service (emulator or moto), with throwaway credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def aws_connection_uri(
     imagebuilder_endpoint: str, other_endpoint: str | None = None, region: str = "us-east-1", **extra: Any
 ) -> str:

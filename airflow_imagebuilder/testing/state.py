@@ -263,12 +263,6 @@ class EmulatorState:
         with self._lock:
             return {arn: self._status(build)[0] for arn, build in self._builds.items()}
 
-    def reached_available_at(self, arn: str) -> float:
-        """Clock time at which the build became (or will become) AVAILABLE."""
-        with self._lock:
-            build = self._builds[arn]
-            return build.created_at + build.phases[-1][2]
-
     # ---------------------------------------------------------------- the service
     def handle(self, operation: str, region: str, params: dict[str, Any], access_key_id: str | None = None) -> Outcome:
         """Run one call through faults, validation and the operation; journal it."""
