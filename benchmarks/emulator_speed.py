@@ -19,7 +19,7 @@ def measure() -> dict[str, float]:
         arns = [
             client.create_image(
                 imageRecipeArn="arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/speed/1.0.0",
-                infrastructureConfigurationArn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/s",
+                infrastructureConfigurationArn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/speed-infra",
                 clientToken=f"speed-{index}",
             )["imageBuildVersionArn"]
             for index in range(IMAGES)

@@ -30,7 +30,7 @@ with DAG("bench_faults", schedule=None, start_date=pendulum.datetime(2026, 1, 1,
     ImageBuilderCreateImageOperator.partial(
         task_id="build",
         image_recipe_arn="arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/bench/1.0.0",
-        infrastructure_configuration_arn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/b",
+        infrastructure_configuration_arn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/bench-infra",
         waiter_delay={DELAY},
         api_retry={{"base_delay": 0.01, "max_delay": 0.1, "max_attempts": 40}},
     ).expand(tags=[{{"shard": str(index)}} for index in range({TASKS})])

@@ -41,7 +41,7 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
     from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
-    from airflow_imagebuilder.hooks import _SHARED_CLIENTS
+    from airflow_imagebuilder.async_clients import SHARED_CLIENTS
     from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 
     class BaselineImageBuilderHook(AwsBaseHook):
@@ -105,7 +105,7 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
         await asyncio.gather(*(follow(make(arn), arn) for arn in arns))
         stop.set()
         await sampler
-        await _SHARED_CLIENTS.close_all()
+        await SHARED_CLIENTS.close_all()
 
     rss_before = _rss_kib()
     cpu_before = time.process_time()
@@ -133,7 +133,7 @@ def create_builds(endpoint: str, n: int, tag: str) -> dict[str, float]:
         for index in range(bucket, n, buckets):
             arn = client.create_image(
                 imageRecipeArn="arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/bench/1.0.0",
-                infrastructureConfigurationArn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/b",
+                infrastructureConfigurationArn="arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/bench-infra",
                 clientToken=f"{tag}-{index}",
             )["imageBuildVersionArn"]
             phases[arn] = phase

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["airflow_imagebuilder.testing.pytest_plugin"]
+
 TESTS = Path(__file__).parent
 _HOME = tempfile.mkdtemp(prefix="airflow-imagebuilder-tests-")
 os.environ.update(

@@ -32,7 +32,7 @@ def test_chain_renders_templates_and_passes_the_arn_to_the_sensor(fast_emulator,
     [arn] = fast_emulator.state.image_arns()
     assert xcom(dag_run, "create") == arn
     assert xcom(dag_run, "wait") == arn
-    request = fast_emulator.state._builds[arn].request
+    request = fast_emulator.state.build(arn).request
     assert request["tags"] == {"run": dag_run.run_id, "variant": "base"}
     assert request["imageTestsConfiguration"] == {"imageTestsEnabled": True, "timeoutMinutes": 120}
     assert request["workflows"][0]["parameters"] == [{"name": "date", "value": ["2026-03-02"]}]
@@ -47,6 +47,7 @@ def test_rule1_retry_while_in_flight_follows_the_first_build(fast_emulator, monk
     first = run(monkeypatch, IB_WAIT="0")  # create returns while the build is in flight
     assert fast_emulator.state.statuses() and set(fast_emulator.state.statuses().values()) <= {
         "PENDING",
+        "CREATING",
         "BUILDING",
         "TESTING",
         "DISTRIBUTING",

@@ -1,4 +1,8 @@
-"""Command line: ``python -m airflow_imagebuilder.testing --host H --port P [--phase-seconds S]``."""
+"""Command line: ``python -m airflow_imagebuilder.testing --host H --port P [--strict] [faults ...]``.
+
+Every control of :class:`~airflow_imagebuilder.testing.ImageBuilderEmulator` can be set at start-up; a running
+emulator is driven with :class:`~airflow_imagebuilder.testing.EmulatorControl`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,46 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
-from airflow_imagebuilder.testing import ImageBuilderEmulator
+from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
+from airflow_imagebuilder.testing.resources import PHASES
+
+
+def parse_fault(text: str) -> dict[str, Any]:
+    """``OPERATION:CODE[:key=value,...]`` or ``OPERATION:drop[:...]`` / ``OPERATION:latency=S`` as Fault fields.
+
+    Examples: ``GetImage:CallRateLimitExceededException:count=3``, ``*:ServiceUnavailableException:probability=0.1``,
+    ``CreateImage:drop:count=1``, ``GetImage:latency=5:count=1``.
+    """
+    operation, _, rest = text.partition(":")
+    if not operation or not rest:
+        raise argparse.ArgumentTypeError(f"--fault {text!r}: expected OPERATION:CODE[:key=value,...]")
+    fault: dict[str, Any] = {"operation": operation}
+    for part in rest.replace(",", ":").split(":"):
+        key, has_value, value = part.partition("=")
+        if not has_value:
+            if key == "drop":
+                fault["drop_response"] = True
+            else:
+                fault["code"] = key
+        elif key in ("count", "status"):
+            fault[key] = int(value)
+        elif key in ("probability", "latency"):
+            fault[key] = float(value)
+        elif key == "message":
+            fault[key] = value
+        else:
+            raise argparse.ArgumentTypeError(f"--fault {text!r}: unknown field {key!r}")
+    return fault
+
+
+def parse_failure(text: str) -> tuple[str, str]:
+    """``PHASE[:REASON]`` of a planned build failure."""
+    phase, _, reason = text.partition(":")
+    if phase not in PHASES:
+        raise argparse.ArgumentTypeError(f"--fail-next-build {text!r}: phase must be one of {', '.join(PHASES)}")
+    return phase, reason or "Build failed"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,16 +59,65 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5055, help="TCP port (default: 5055; 0 picks a free one)")
     parser.add_argument("--phase-seconds", type=float, default=5.0, help="seconds per lifecycle phase (default: 5)")
-    parser.add_argument("--account-id", default="123456789012", help="account id of emulated images")
+    parser.add_argument("--account-id", default="123456789012", help="account id of emulated resources")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
+    parser.add_argument(
+        "--strict", action="store_true", help="require the resources a request names to exist (seed them first)"
+    )
+    parser.add_argument(
+        "--visibility-delay", type=float, default=0.0, help="seconds GetImage answers not found after a build starts"
+    )
+    parser.add_argument(
+        "--validate-responses", action="store_true", help="check every response against botocore's model"
+    )
+    parser.add_argument(
+        "--fault",
+        type=parse_fault,
+        action="append",
+        default=[],
+        metavar="OP:CODE[:count=N,probability=P,latency=S]",
+        help="inject a fault (repeatable), e.g. GetImage:CallRateLimitExceededException:count=3 or CreateImage:drop",
+    )
+    parser.add_argument(
+        "--fault-mix",
+        metavar="ERROR_SHARE[,DROP_SHARE]",
+        help="answer this share of all calls with 429/500/503 and lose DROP_SHARE of responses, e.g. 0.2,0.05",
+    )
+    parser.add_argument(
+        "--fail-next-build",
+        type=parse_failure,
+        action="append",
+        default=[],
+        metavar="PHASE[:REASON]",
+        help="make the next build fail after PHASE (repeatable, one build each)",
+    )
     args = parser.parse_args(argv)
+    emulator = ImageBuilderEmulator(
+        host=args.host,
+        port=args.port,
+        phase_seconds=args.phase_seconds,
+        strict=args.strict,
+        account_id=args.account_id,
+        seed=args.seed,
+        visibility_delay=args.visibility_delay,
+        validate_responses=args.validate_responses,
+    )
+    try:
+        for fault in args.fault:
+            emulator.add_fault(**fault)
+        if args.fault_mix:
+            error_share, _, drop_share = args.fault_mix.partition(",")
+            emulator.add_fault_mix(float(error_share), float(drop_share or 0.0))
+        for phase, reason in args.fail_next_build:
+            emulator.fail_next_builds(phase, reason)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with ImageBuilderEmulator(
-        host=args.host, port=args.port, phase_seconds=args.phase_seconds, account_id=args.account_id, seed=args.seed
-    ) as emulator:
-        print(f"Image Builder emulator listening on {emulator.endpoint_url}", flush=True)
+    with emulator:
+        mode = "strict" if args.strict else "lenient"
+        print(f"Image Builder emulator ({mode} mode) listening on {emulator.endpoint_url}", flush=True)
         stop.wait()
     return 0
 

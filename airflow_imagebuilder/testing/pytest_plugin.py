@@ -1,8 +1,9 @@
-"""pytest plugin (registered through the ``pytest11`` entry point): an emulator per test.
+"""Opt-in pytest fixtures: add ``pytest_plugins = ["airflow_imagebuilder.testing.pytest_plugin"]`` to a conftest.
 
-``imagebuilder_emulator`` runs an :class:`ImageBuilderEmulator` on a manual clock with response validation on;
-advance it with ``imagebuilder_emulator.advance(seconds)``.  ``imagebuilder_client`` is a boto3 client wired to
-it.
+``imagebuilder_emulator`` runs an :class:`ImageBuilderEmulator` per test on a manual clock with response validation
+on; advance it with ``imagebuilder_emulator.advance(seconds)``.  ``imagebuilder_strict_emulator`` is the same in
+strict mode (seed recipes and configurations with the service's Create calls first).  ``imagebuilder_client`` is a
+boto3 client wired to ``imagebuilder_emulator``, ``imagebuilder_strict_client`` to the strict one.
 """
 
 from __future__ import annotations
@@ -12,23 +13,45 @@ from typing import Any
 
 import pytest
 
-from airflow_imagebuilder.testing import ImageBuilderEmulator, ManualClock
+from airflow_imagebuilder.testing.clock import ManualClock
+from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
+
+
+def _client(emulator: ImageBuilderEmulator) -> Any:
+    import boto3
+
+    return boto3.client(
+        "imagebuilder",
+        endpoint_url=emulator.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
 def imagebuilder_emulator() -> Iterator[ImageBuilderEmulator]:
+    """A lenient emulator (resources registered on first use) on a manual clock, 60 s per phase."""
     with ImageBuilderEmulator(phase_seconds=60.0, clock=ManualClock(), validate_responses=True) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def imagebuilder_client(imagebuilder_emulator: ImageBuilderEmulator) -> Any:
-    import boto3
+def imagebuilder_strict_emulator() -> Iterator[ImageBuilderEmulator]:
+    """A strict emulator (resources must be created first) on a manual clock, 60 s per phase."""
+    with ImageBuilderEmulator(
+        phase_seconds=60.0, clock=ManualClock(), validate_responses=True, strict=True
+    ) as emulator:
+        yield emulator
 
-    return boto3.client(
-        "imagebuilder",
-        endpoint_url=imagebuilder_emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+
+@pytest.fixture
+def imagebuilder_client(imagebuilder_emulator: ImageBuilderEmulator) -> Any:
+    """A boto3 ``imagebuilder`` client for ``imagebuilder_emulator``."""
+    return _client(imagebuilder_emulator)
+
+
+@pytest.fixture
+def imagebuilder_strict_client(imagebuilder_strict_emulator: ImageBuilderEmulator) -> Any:
+    """A boto3 ``imagebuilder`` client for ``imagebuilder_strict_emulator``."""
+    return _client(imagebuilder_strict_emulator)

@@ -1,7 +1,10 @@
 """The wire layer of the emulator: Image Builder's rest-json protocol over HTTP/1.1, plus a small control API.
 
-Each response goes out in a single ``sendall`` on a socket with Nagle disabled, so keep-alive connections do not
-stall on delayed ACKs.  Everything the service decides lives in :class:`~.state.EmulatorState`.
+Routes (HTTP method and path per operation) come from botocore's service model.  Requests must carry a
+well-formed SigV4 ``Authorization`` header, as the service's front door requires (keys are not checked); the
+region of its credential scope is the caller's region.  Each response goes out in a single ``sendall`` on a socket
+with Nagle disabled, so keep-alive connections do not stall on delayed ACKs.  Everything the service decides lives
+behind :class:`~.service.EmulatedService`.
 """
 
 from __future__ import annotations
@@ -12,23 +15,32 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_imagebuilder.testing.clock import ManualClock
-from airflow_imagebuilder.testing.state import EmulatorState, Fault, Outcome
+from airflow_imagebuilder.testing.errors import NOT_IMPLEMENTED_CODE
+from airflow_imagebuilder.testing.service import EmulatedService, Fault, Outcome
+from airflow_imagebuilder.testing.shapes import service_model
 
-#: (HTTP method, path) of each operation, as in botocore's service model.
-ROUTES: dict[tuple[str, str], str] = {
-    ("PUT", "/CreateImage"): "CreateImage",
-    ("GET", "/GetImage"): "GetImage",
-    ("PUT", "/CancelImageCreation"): "CancelImageCreation",
-    ("POST", "/ListImageBuildVersions"): "ListImageBuildVersions",
-}
 CONTROL_PREFIX = "/_emulator/"
-_CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/")
+SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>[0-9]{8})/(?P<region>[a-z0-9-]+)/"
+    r"(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<headers>[a-z0-9;.-]+), ?Signature=[0-9a-f]{64}$"
+)
 _DEFAULT_REGION = "us-east-1"
+
+
+def model_routes() -> dict[tuple[str, str], str]:
+    """(HTTP method, path) of every operation of the service model."""
+    model = service_model()
+    routes = {}
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        routes[(http["method"], http["requestUri"].split("?")[0])] = name
+    return routes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,16 +78,40 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.startswith(CONTROL_PREFIX):
             self._control(method, url.path[len(CONTROL_PREFIX) :], body)
             return
-        operation = ROUTES.get((method, url.path))
+        service = self.server.service
+        operation = self.server.routes.get((method, url.path))
         if operation is None:
             self._send(404, {"message": f"No operation at {method} {url.path}"}, "none", "UnknownOperationException")
             return
-        params = body if isinstance(body, dict) else {}
-        for name, values in parse_qs(url.query).items():
-            params[name] = values[-1]
-        match = _CREDENTIAL_SCOPE.search(self.headers.get("Authorization", ""))
-        region = match["region"] if match else _DEFAULT_REGION
-        outcome: Outcome = self.server.state.handle(operation, region, params, match["key"] if match else None)
+        signature = SIGV4.match(self.headers.get("Authorization", ""))
+        region = signature["region"] if signature else _DEFAULT_REGION
+        key = signature["key"] if signature else None
+        outcome: Outcome
+        if "Authorization" not in self.headers:
+            outcome = service.refuse(
+                operation, region, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        elif signature is None or signature["service"] != "imagebuilder":
+            outcome = service.refuse(
+                operation,
+                region,
+                "IncompleteSignatureException",
+                "Authorization header requires a SigV4 'Credential' (<key>/<date>/<region>/imagebuilder/aws4_request), "
+                "'SignedHeaders' and 'Signature' parameters.",
+            )
+        elif operation not in service.backend.operations:
+            self._send(
+                501,
+                {"message": f"The Image Builder emulator does not implement the {operation} operation"},
+                "none",
+                NOT_IMPLEMENTED_CODE,
+            )
+            return
+        else:
+            params = body if isinstance(body, dict) else {}
+            for name, values in parse_qs(url.query).items():
+                params[name] = values[-1]
+            outcome = service.handle(operation, region, params, key)
         if outcome.latency:
             time.sleep(outcome.latency)
         if outcome.drop_response:
@@ -99,50 +135,57 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
 
     def _control(self, method: str, command: str, body: Any) -> None:
-        state = self.server.state
+        action = self.server.controls.get((method, command))
+        if action is None:
+            self._send(404, {"message": f"No control command {method} {command}"}, "control")
+            return
         try:
-            result: Any = {"ok": True}
-            if (method, command) == ("GET", "health"):
-                pass
-            elif (method, command) == ("GET", "journal"):
-                result = [dataclasses.asdict(entry) for entry in state.journal()]
-            elif (method, command) == ("GET", "images"):
-                result = state.statuses()
-            elif (method, command) == ("POST", "faults"):
-                state.add_fault(Fault(**body))
-            elif (method, command) == ("POST", "fault-mix"):
-                state.add_fault_mix(**body)
-            elif (method, command) == ("DELETE", "faults"):
-                state.clear_faults()
-            elif (method, command) == ("POST", "phases"):
-                state.set_phase_seconds(body["seconds"])
-            elif (method, command) == ("POST", "failures"):
-                state.fail_next_builds(**body)
-            elif (method, command) == ("POST", "distributions"):
-                state.set_distribution_regions(body["distribution_configuration_arn"], body["regions"])
-            elif (method, command) == ("POST", "clock"):
-                if not isinstance(state.clock, ManualClock):
-                    raise ValueError("the emulator runs on the real clock; start it with a manual clock to advance")
-                result = {"now": state.clock.advance(float(body["advance"]))}
-            else:
-                self._send(404, {"message": f"No control command {method} {command}"}, "control")
-                return
+            result = action(body if isinstance(body, dict) else {})
         except (TypeError, ValueError, KeyError) as error:
             self._send(400, {"message": f"{command}: {error}"}, "control")
             return
-        self._send(200, result, "control")
+        self._send(200, {"ok": True} if result is None else result, "control")
+
+
+def control_actions(service: EmulatedService) -> dict[tuple[str, str], Callable[[dict[str, Any]], Any]]:
+    """The control API: one entry per control of :class:`~airflow_imagebuilder.testing.ImageBuilderEmulator`."""
+    backend = service.backend
+
+    def advance(body: dict[str, Any]) -> dict[str, float]:
+        if not isinstance(backend.clock, ManualClock):
+            raise ValueError("the emulator runs on the real clock; start it with a manual clock to advance")
+        return {"now": backend.clock.advance(float(body["seconds"]))}
+
+    return {
+        ("GET", "health"): lambda body: {"ok": True},
+        ("GET", "journal"): lambda body: [dataclasses.asdict(entry) for entry in service.journal()],
+        ("GET", "images"): lambda body: backend.statuses(),
+        ("POST", "faults"): lambda body: service.add_fault(Fault(**body)) and None,
+        ("POST", "fault-mix"): lambda body: service.add_fault_mix(**body),
+        ("DELETE", "faults"): lambda body: service.clear_faults(),
+        ("POST", "phases"): lambda body: backend.set_phase_seconds(body["seconds"]),
+        ("POST", "failures"): lambda body: backend.fail_next_builds(**body),
+        ("POST", "visibility-delay"): lambda body: backend.set_visibility_delay(float(body["seconds"])),
+        ("POST", "strict"): lambda body: backend.set_strict(bool(body["strict"])),
+        ("POST", "distributions"): lambda body: backend.set_distribution_regions(
+            body["distribution_configuration_arn"], body["regions"]
+        ),
+        ("POST", "clock"): advance,
+    }
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server bound to one :class:`EmulatorState`."""
+    """A threading HTTP server bound to one :class:`~.service.EmulatedService`."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], state: EmulatorState) -> None:
+    def __init__(self, address: tuple[str, int], service: EmulatedService) -> None:
         super().__init__(address, _Handler)
-        self.state = state
+        self.service = service
+        self.routes = model_routes()
+        self.controls = control_actions(service)
 
     def serve_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -33,14 +33,15 @@ def operation_shapes(operation: str) -> tuple[Shape, Shape]:
     return op.input_shape, op.output_shape
 
 
-def check_shape(value: Any, shape: Shape, path: str = "") -> list[str]:
+def check_shape(value: Any, shape: Shape, path: str | None = None) -> list[str]:
     """Return every violation of ``shape`` by the JSON value ``value`` (empty when it conforms).
 
     Each violation names the member path, the value and the rule, e.g.
-    ``tags.aws:x: 'aws:x' does not match pattern ^(?!aws:)...``.
+    ``tags.aws:x: 'aws:x' does not match pattern ^(?!aws:)...``.  Paths start with ``path`` (the shape's
+    name unless given; ``""`` gives paths like ``.tags``).
     """
     errors: list[str] = []
-    _check(value, shape, path or shape.name, errors)
+    _check(value, shape, shape.name if path is None else path, errors)
     return errors
 
 

@@ -18,7 +18,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from airflow_imagebuilder.testing import EmulatorControl, ImageBuilderEmulator, ManualClock
-from airflow_imagebuilder.testing.state import ERROR_STATUS
+from airflow_imagebuilder.testing.errors import ERROR_STATUS, MODELED_ERRORS
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 from tests.shape_check import ResponseShapeRecorder
 
@@ -50,8 +50,9 @@ def test_lifecycle_outputs_and_every_response_matches_botocore_shapes(
     seen = []
     for _ in range(6):
         seen.append(imagebuilder_client.get_image(imageBuildVersionArn=arn)["image"]["state"]["status"])
-        imagebuilder_emulator.advance(60)
-    assert seen == ["PENDING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING", "AVAILABLE"]
+        imagebuilder_emulator.advance(30 if seen[-1] in ("PENDING", "CREATING") else 60)
+    assert seen == ["PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING"]
+    imagebuilder_emulator.advance(60)
     image = imagebuilder_client.get_image(imageBuildVersionArn=arn)["image"]
     assert image["tags"] == {"team": "platform"}
     assert [ami["region"] for ami in image["outputResources"]["amis"]] == ["us-east-1", "eu-west-1"]
@@ -72,10 +73,10 @@ def test_tests_disabled_skip_testing_and_container_recipes_give_uris(
         clientToken="c-1",
     )["imageBuildVersionArn"]
     seen = []
-    for _ in range(5):
+    for _ in range(6):
         seen.append(imagebuilder_client.get_image(imageBuildVersionArn=arn)["image"]["state"]["status"])
-        imagebuilder_emulator.advance(60)
-    assert seen == ["PENDING", "BUILDING", "DISTRIBUTING", "INTEGRATING", "AVAILABLE"]
+        imagebuilder_emulator.advance(30 if seen[-1] in ("PENDING", "CREATING") else 60)
+    assert seen == ["PENDING", "CREATING", "BUILDING", "DISTRIBUTING", "INTEGRATING", "AVAILABLE"]
     image = imagebuilder_client.get_image(imageBuildVersionArn=arn)["image"]
     assert image["type"] == "DOCKER"
     assert image["outputResources"]["containers"] == [
@@ -91,7 +92,8 @@ def test_build_numbers_failure_reason_and_cancel(imagebuilder_emulator, imagebui
     assert failed.endswith("/1") and running.endswith("/2")
     imagebuilder_emulator.advance(60 * 3)
     state = imagebuilder_client.get_image(imageBuildVersionArn=failed)["image"]["state"]
-    assert state == {"status": "FAILED", "reason": "Test step 'reboot' failed"}
+    assert (state["status"], state["reason"]) == ("FAILED", "Test step 'reboot' failed")
+    assert state["failureContext"]["imageStatus"] == "TESTING"
     imagebuilder_client.cancel_image_creation(imageBuildVersionArn=running, clientToken="cancel-1")
     assert imagebuilder_client.get_image(imageBuildVersionArn=running)["image"]["state"]["status"] == "CANCELLED"
     with pytest.raises(imagebuilder_client.exceptions.ResourceInUseException, match="CANCELLED"):
@@ -116,7 +118,7 @@ def test_requests_are_validated_like_the_service(imagebuilder_client):
         imagebuilder_client.create_image(**REQUEST, containerRecipeArn=CONTAINER_RECIPE_ARN, clientToken="x")
     with pytest.raises(imagebuilder_client.exceptions.InvalidRequestException, match=r"\(got 0\)"):
         imagebuilder_client.create_image(infrastructureConfigurationArn=INFRASTRUCTURE_ARN)  # token auto-filled
-    with pytest.raises(imagebuilder_client.exceptions.InvalidRequestException, match="does not match pattern"):
+    with pytest.raises(imagebuilder_client.exceptions.InvalidParameterValueException, match="does not match pattern"):
         imagebuilder_client.create_image(
             imageRecipeArn="arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/Upper/1.0.0",
             infrastructureConfigurationArn=INFRASTRUCTURE_ARN,
@@ -128,7 +130,7 @@ def test_requests_are_validated_like_the_service(imagebuilder_client):
         )
 
 
-@pytest.mark.parametrize("code", sorted(ERROR_STATUS))
+@pytest.mark.parametrize("code", sorted(MODELED_ERRORS))
 def test_each_modeled_error_parses_into_its_boto3_exception(imagebuilder_emulator, imagebuilder_client, code):
     imagebuilder_emulator.add_fault("CreateImage", code=code, message=f"injected {code}", count=1)
     client = client_for(imagebuilder_emulator, retries={"total_max_attempts": 1, "mode": "standard"})
@@ -152,7 +154,8 @@ def test_each_modeled_error_parses_into_its_aiobotocore_exception(imagebuilder_e
         ) as client:
             arn = (await client.create_image(**REQUEST, clientToken="ok"))["imageBuildVersionArn"]
             assert (await client.get_image(imageBuildVersionArn=arn))["image"]["state"]["status"] == "PENDING"
-            for code, status in sorted(ERROR_STATUS.items()):
+            for code in sorted(MODELED_ERRORS):
+                status = ERROR_STATUS[code]
                 imagebuilder_emulator.add_fault("GetImage", code=code, count=1)
                 with pytest.raises(getattr(client.exceptions, code)) as caught:
                     await client.get_image(imageBuildVersionArn=arn)

@@ -1,0 +1,712 @@
+"""The operations of the emulated service: request validation, client tokens, resource rules and the lifecycle.
+
+:meth:`ImageBuilderBackend.call` takes an operation name, the caller's region and the decoded request and returns
+the response body, or raises the :class:`~.errors.ServiceError` the service would answer with.  Nothing here knows
+about HTTP, faults or the journal (see ``service.py`` and ``server.py``).
+
+Two modes.  Strict: a request naming a recipe, configuration or pipeline that was not created answers as the
+service does for a missing resource.  Lenient (the default): a recipe or configuration named by an image or
+pipeline request is registered on first use, as if created with defaults; names the service could never have
+created (fewer than 3 characters) are still missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_imagebuilder.testing.clock import ManualClock, RealClock
+from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
+from airflow_imagebuilder.testing.resources import (
+    ARN,
+    DEFAULT_COMPONENT,
+    DEFAULT_INSTANCE_PROFILE,
+    DEFAULT_PARENT_IMAGE,
+    FINAL_STATUSES,
+    PHASES,
+    RESOURCE_NAME,
+    Build,
+    DistributionConfiguration,
+    ImagePipeline,
+    InfrastructureConfiguration,
+    PlannedFailure,
+    Recipe,
+    Resource,
+    arn_name,
+    version_key,
+    version_matches,
+)
+from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
+
+#: Outputs a distribution must name at least one of (the service refuses a region without outputs).
+DISTRIBUTION_OUTPUTS = (
+    "amiDistributionConfiguration",
+    "containerDistributionConfiguration",
+    "launchTemplateConfigurations",
+    "s3ExportConfiguration",
+    "fastLaunchConfigurations",
+    "ssmParameterConfigurations",
+    "licenseConfigurationArns",
+)
+RESOURCE_LABELS = {
+    "image-recipe": "ImageRecipe",
+    "container-recipe": "ContainerRecipe",
+    "infrastructure-configuration": "InfrastructureConfiguration",
+    "distribution-configuration": "DistributionConfiguration",
+    "image-pipeline": "ImagePipeline",
+}
+
+
+def partition_of(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def phase_durations(phase_seconds: float | Mapping[str, float]) -> dict[str, float]:
+    """Seconds per phase.  Unless CREATING is given, it shares PENDING's time with PENDING (half each)."""
+    if isinstance(phase_seconds, Mapping):
+        unknown = set(phase_seconds) - set(PHASES)
+        if unknown:
+            raise ValueError(f"phase_seconds: unknown phases {sorted(unknown)}; phases are {PHASES}")
+        durations = {phase: float(phase_seconds.get(phase, 1.0)) for phase in PHASES}
+        explicit_creating = "CREATING" in phase_seconds
+    else:
+        durations = dict.fromkeys(PHASES, float(phase_seconds))
+        explicit_creating = False
+    if not explicit_creating:
+        durations["PENDING"] = durations["CREATING"] = durations["PENDING"] / 2
+    for phase, seconds in durations.items():
+        if seconds < 0:
+            raise ValueError(f"phase_seconds[{phase}]: {seconds} must be >= 0")
+    return durations
+
+
+class ImageBuilderBackend:
+    """Everything the emulated service remembers.  Thread-safe: operations and controls take :attr:`lock`.
+
+    :param clock: ``RealClock()`` (default) or a :class:`ManualClock` the test advances.
+    :param phase_seconds: duration of each lifecycle phase: one number for all, or a mapping per phase name.
+    :param account_id: the account the emulated resources belong to.
+    :param visibility_delay: seconds after a build starts during which GetImage answers ResourceNotFoundException
+        (the service's eventual consistency).
+    :param strict: require the resources a request names to exist (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: RealClock | ManualClock | None = None,
+        phase_seconds: float | Mapping[str, float] = 1.0,
+        account_id: str = "123456789012",
+        visibility_delay: float = 0.0,
+        strict: bool = False,
+    ) -> None:
+        self.clock = clock or RealClock()
+        self.account_id = account_id
+        self.visibility_delay = visibility_delay
+        self.strict = strict
+        self.lock = threading.RLock()
+        self.resources: dict[str, Resource] = {}
+        self.builds: dict[str, Build] = {}
+        self._phase_seconds = phase_durations(phase_seconds)
+        self._build_numbers: dict[tuple[str, str, str], int] = {}
+        self._tokens: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self._planned_failures: list[PlannedFailure] = []
+        self._operations: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+            "CreateImage": self.create_image,
+            "GetImage": self.get_image,
+            "CancelImageCreation": self.cancel_image_creation,
+            "ListImageBuildVersions": self.list_image_build_versions,
+            "CreateImageRecipe": lambda region, params: self._create_recipe(region, params, "image"),
+            "GetImageRecipe": lambda region, params: self._get(region, params, "imageRecipeArn", "imageRecipe"),
+            "ListImageRecipes": lambda region, params: self._list_recipes(region, params, "image"),
+            "DeleteImageRecipe": lambda region, params: self._delete(region, params, "imageRecipeArn"),
+            "CreateContainerRecipe": lambda region, params: self._create_recipe(region, params, "container"),
+            "GetContainerRecipe": lambda region, params: self._get(
+                region, params, "containerRecipeArn", "containerRecipe"
+            ),
+            "ListContainerRecipes": lambda region, params: self._list_recipes(region, params, "container"),
+            "DeleteContainerRecipe": lambda region, params: self._delete(region, params, "containerRecipeArn"),
+            "CreateInfrastructureConfiguration": self.create_infrastructure_configuration,
+            "GetInfrastructureConfiguration": lambda region, params: self._get(
+                region, params, "infrastructureConfigurationArn", "infrastructureConfiguration"
+            ),
+            "ListInfrastructureConfigurations": lambda region, params: self._list(
+                region, params, InfrastructureConfiguration, "infrastructureConfigurationSummaryList"
+            ),
+            "DeleteInfrastructureConfiguration": lambda region, params: self._delete(
+                region, params, "infrastructureConfigurationArn"
+            ),
+            "CreateDistributionConfiguration": self.create_distribution_configuration,
+            "GetDistributionConfiguration": lambda region, params: self._get(
+                region, params, "distributionConfigurationArn", "distributionConfiguration"
+            ),
+            "ListDistributionConfigurations": lambda region, params: self._list(
+                region, params, DistributionConfiguration, "distributionConfigurationSummaryList"
+            ),
+            "DeleteDistributionConfiguration": lambda region, params: self._delete(
+                region, params, "distributionConfigurationArn"
+            ),
+            "CreateImagePipeline": self.create_image_pipeline,
+            "GetImagePipeline": self.get_image_pipeline,
+            "ListImagePipelines": self.list_image_pipelines,
+            "UpdateImagePipeline": self.update_image_pipeline,
+            "DeleteImagePipeline": lambda region, params: self._delete(region, params, "imagePipelineArn"),
+            "StartImagePipelineExecution": self.start_image_pipeline_execution,
+            "ListImagePipelineImages": self.list_image_pipeline_images,
+        }
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """Names of the operations this backend implements."""
+        return tuple(self._operations)
+
+    # ---------------------------------------------------------------- controls
+    def set_phase_seconds(self, phase_seconds: float | Mapping[str, float]) -> None:
+        """Change the phase durations of builds started from now on."""
+        durations = phase_durations(phase_seconds)
+        with self.lock:
+            self._phase_seconds = durations
+
+    def set_visibility_delay(self, seconds: float) -> None:
+        """GetImage answers not found for this many seconds after a build starts (eventual consistency)."""
+        if seconds < 0:
+            raise ValueError(f"visibility_delay: {seconds} must be >= 0")
+        with self.lock:
+            self.visibility_delay = float(seconds)
+
+    def set_strict(self, strict: bool) -> None:
+        """Require (``True``) or register on first use (``False``) the resources requests name."""
+        with self.lock:
+            self.strict = bool(strict)
+
+    def fail_next_builds(
+        self,
+        phase: str = "BUILDING",
+        reason: str = "Build failed",
+        count: int = 1,
+        failure_context: dict[str, Any] | None = None,
+    ) -> None:
+        """Make the next ``count`` new builds end FAILED after ``phase`` with ``state.reason`` = ``reason``.
+
+        ``failure_context`` becomes ``state.failureContext``; by default one naming the phase's workflow.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"fail_next_builds: phase {phase!r} is not one of {PHASES}")
+        if not reason or len(reason) > 1024:
+            raise ValueError("fail_next_builds: reason must have 1 to 1024 characters")
+        if count < 1:
+            raise ValueError(f"fail_next_builds: count {count} must be at least 1")
+        with self.lock:
+            self._planned_failures.extend([PlannedFailure(phase, reason, failure_context)] * count)
+
+    def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
+        """Create (or replace) the distribution configuration ``arn`` with one AMI distribution per region.
+
+        The same as CreateDistributionConfiguration with ``distributions=[{"region": r,
+        "amiDistributionConfiguration": {}} ...]``, for tests that name the configuration only by its ARN.
+        """
+        if not regions:
+            raise ValueError("set_distribution_regions: regions must not be empty")
+        match = ARN.match(distribution_configuration_arn)
+        if match is None or match["kind"] != "distribution-configuration":
+            raise ValueError(f"set_distribution_regions: {distribution_configuration_arn!r} is not a distribution ARN")
+        if not RESOURCE_NAME.match(match["name"]):
+            raise ValueError(f"set_distribution_regions: {match['name']!r} is not a valid resource name")
+        request = {
+            "name": match["name"],
+            "distributions": [{"region": region, "amiDistributionConfiguration": {}} for region in regions],
+        }
+        with self.lock:
+            self.resources[distribution_configuration_arn] = DistributionConfiguration(
+                distribution_configuration_arn, match["name"], request, self.account_id, self._now_wall()
+            )
+
+    def image_arns(self) -> list[str]:
+        """ARNs of all image build versions, oldest first."""
+        with self.lock:
+            return list(self.builds)
+
+    def build(self, arn: str) -> Build:
+        """The build behind an image build version ARN (its ``request`` is what the caller sent)."""
+        with self.lock:
+            return self.builds[arn]
+
+    def status(self, arn: str) -> str:
+        """The current status of an image build version."""
+        with self.lock:
+            return self.builds[arn].status(self.clock.now())[0]
+
+    def statuses(self) -> dict[str, str]:
+        """Every image build version ARN with its current status."""
+        with self.lock:
+            now = self.clock.now()
+            return {arn: build.status(now)[0] for arn, build in self.builds.items()}
+
+    # ---------------------------------------------------------------- dispatch
+    def call(self, operation: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``params`` like the service and run ``operation``; return the response body."""
+        handler = self._operations.get(operation)
+        if handler is None:
+            raise NotImplementedByEmulator(f"the {operation} operation")
+        violations = check_shape(params, operation_shapes(operation)[0], path="")
+        if violations:
+            parameter, _, detail = violations[0].partition(": ")
+            raise invalid_parameter(parameter.lstrip("."), detail)
+        with self.lock:
+            if params.get("dryRun"):
+                raise ServiceError("DryRunOperationException", f"The {operation} dry run would have succeeded.")
+            return handler(region, params)
+
+    def _idempotent(
+        self, operation: str, region: str, params: dict[str, Any], act: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Same token + same request: the first response again; same token + another request: a mismatch."""
+        token = params["clientToken"]
+        fingerprint = json.dumps({k: v for k, v in params.items() if k != "clientToken"}, sort_keys=True)
+        previous = self._tokens.get((region, operation, token))
+        if previous is not None:
+            if previous[0] != fingerprint:
+                raise ServiceError(
+                    "IdempotentParameterMismatchException",
+                    f"The client token {token} was already used for a {operation} request with different parameters.",
+                )
+            return dict(previous[1])
+        response = {"clientToken": token, **act()}
+        self._tokens[(region, operation, token)] = (fingerprint, response)
+        return dict(response)
+
+    def _now_wall(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    # ---------------------------------------------------------------- resources
+    def _arn(self, region: str, kind: str, name: str, version: str | None = None) -> str:
+        arn = f"arn:{partition_of(region)}:imagebuilder:{region}:{self.account_id}:{kind}/{arn_name(name)}"
+        return f"{arn}/{version}" if version else arn
+
+    def _check_new(self, arn: str, kind: str) -> None:
+        if arn in self.resources:
+            raise ServiceError(
+                "ResourceAlreadyExistsException",
+                f"The following resource '{RESOURCE_LABELS[kind]}' already exists: '{arn}'.",
+            )
+
+    def _create_recipe(self, region: str, params: dict[str, Any], kind: str) -> dict[str, Any]:
+        operation = "CreateImageRecipe" if kind == "image" else "CreateContainerRecipe"
+        version = params["semanticVersion"]
+        if "x" in version:
+            raise ServiceError(
+                "InvalidVersionNumberException",
+                f"The semantic version '{version}' is not valid: a recipe version is <major>.<minor>.<patch> in "
+                "digits, without wildcards.",
+            )
+        resource_kind = f"{kind}-recipe"
+        arn = self._arn(region, resource_kind, params["name"], version)
+
+        def create() -> dict[str, Any]:
+            self._check_new(arn, resource_kind)
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
+            self.resources[arn] = Recipe(
+                arn, params["name"], request, self.account_id, self._now_wall(), kind=kind, version=version
+            )
+            return {"imageRecipeArn" if kind == "image" else "containerRecipeArn": arn}
+
+        return self._idempotent(operation, region, params, create)
+
+    def create_infrastructure_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        arn = self._arn(region, "infrastructure-configuration", params["name"])
+
+        def create() -> dict[str, Any]:
+            self._check_new(arn, "infrastructure-configuration")
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
+            self.resources[arn] = InfrastructureConfiguration(
+                arn, params["name"], request, self.account_id, self._now_wall()
+            )
+            return {"infrastructureConfigurationArn": arn}
+
+        return self._idempotent("CreateInfrastructureConfiguration", region, params, create)
+
+    def create_distribution_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        distributions = params["distributions"]
+        if not distributions:
+            raise invalid_parameter("distributions", "At least one distribution must be provided.")
+        seen: set[str] = set()
+        for index, distribution in enumerate(distributions):
+            if not any(output in distribution for output in DISTRIBUTION_OUTPUTS):
+                raise invalid_parameter(
+                    f"distributions[{index}]",
+                    "One or more outputs should be provided for each region in a distribution configuration.",
+                )
+            if distribution["region"] in seen:
+                raise invalid_parameter(
+                    f"distributions[{index}].region", f"Region {distribution['region']} is listed more than once."
+                )
+            seen.add(distribution["region"])
+        arn = self._arn(region, "distribution-configuration", params["name"])
+
+        def create() -> dict[str, Any]:
+            self._check_new(arn, "distribution-configuration")
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
+            self.resources[arn] = DistributionConfiguration(
+                arn, params["name"], request, self.account_id, self._now_wall()
+            )
+            return {"distributionConfigurationArn": arn}
+
+        return self._idempotent("CreateDistributionConfiguration", region, params, create)
+
+    def _get(self, region: str, params: dict[str, Any], arn_member: str, key: str) -> dict[str, Any]:
+        resource = self.resources.get(params[arn_member])
+        if resource is None or not isinstance(
+            resource, (Recipe, InfrastructureConfiguration, DistributionConfiguration)
+        ):
+            raise not_found(params[arn_member])
+        return {key: resource.describe()}
+
+    def _in_region(self, region: str, kind: type[Resource]) -> list[Any]:
+        return [
+            resource
+            for arn, resource in self.resources.items()
+            if isinstance(resource, kind) and arn.split(":")[3] == region
+        ]
+
+    def _list(self, region: str, params: dict[str, Any], kind: type[Resource], key: str) -> dict[str, Any]:
+        if "filters" in params:
+            raise NotImplementedByEmulator("filters in List operations")
+        return self._page(params, key, [resource.summary() for resource in self._in_region(region, kind)])
+
+    def _list_recipes(self, region: str, params: dict[str, Any], kind: str) -> dict[str, Any]:
+        if "filters" in params:
+            raise NotImplementedByEmulator("filters in List operations")
+        key = "imageRecipeSummaryList" if kind == "image" else "containerRecipeSummaryList"
+        if params.get("owner", "Self") != "Self":
+            return self._page(params, key, [])
+        recipes = [recipe for recipe in self._in_region(region, Recipe) if recipe.kind == kind]
+        return self._page(params, key, [recipe.summary() for recipe in recipes])
+
+    def _delete(self, region: str, params: dict[str, Any], arn_member: str) -> dict[str, Any]:
+        arn = params[arn_member]
+        if arn not in self.resources:
+            raise not_found(arn)
+        dependents = [
+            pipeline.arn
+            for pipeline in self.resources.values()
+            if isinstance(pipeline, ImagePipeline) and arn in pipeline.request.values()
+        ]
+        if dependents:
+            raise ServiceError(
+                "ResourceDependencyException",
+                f"Resource dependency error: The resource '{arn}' has the following dependent resources: "
+                f"{', '.join(dependents)}.",
+            )
+        del self.resources[arn]
+        return {arn_member: arn}
+
+    def _page(self, params: dict[str, Any], key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        start = 0
+        if "nextToken" in params:
+            try:
+                decoded = json.loads(base64.urlsafe_b64decode(params["nextToken"].encode()))
+                if decoded["list"] != key or not isinstance(decoded["offset"], int) or decoded["offset"] < 0:
+                    raise ValueError(decoded)
+                start = decoded["offset"]
+            except (ValueError, KeyError, TypeError, binascii.Error) as error:
+                raise ServiceError(
+                    "InvalidPaginationTokenException", f"The pagination token {params['nextToken']!r} is not valid."
+                ) from error
+        size = params.get("maxResults", 25)
+        body: dict[str, Any] = {key: items[start : start + size]}
+        if start + size < len(items):
+            token = json.dumps({"list": key, "offset": start + size}).encode()
+            body["nextToken"] = base64.urlsafe_b64encode(token).decode()
+        return body
+
+    # ---------------------------------------------------------------- references, strict or lenient
+    def _reference(self, arn: str, region: str) -> Resource:
+        """The resource an ARN names; in lenient mode registered with defaults on first use."""
+        match = ARN.match(arn)
+        if match is None:  # pragma: no cover - the shape check rejects malformed ARNs first
+            raise not_found(arn)
+        version = match["version"]
+        if version and "x" in version:
+            prefix = arn.rsplit("/", 1)[0] + "/"
+            candidates = [
+                resource
+                for key, resource in self.resources.items()
+                if key.startswith(prefix)
+                and isinstance(resource, Recipe)
+                and version_matches(version, resource.version)
+            ]
+            if candidates:
+                return max(candidates, key=lambda recipe: version_key(recipe.version))
+            arn = prefix + ".".join("0" if part == "x" else part for part in version.split("."))
+        resource = self.resources.get(arn)
+        if resource is not None:
+            return resource
+        if self.strict:
+            raise not_found(arn)
+        if not RESOURCE_NAME.match(match["name"]):
+            raise ServiceError(
+                "ResourceNotFoundException",
+                f"The resource ARN '{arn}' does not exist (no resource can be named {match['name']!r}: names have "
+                "3 to 128 characters).",
+            )
+        return self._register(arn, match["kind"], match["name"], match["partition"], match["region"])
+
+    def _register(self, arn: str, kind: str, name: str, partition: str, arn_region: str) -> Resource:
+        defaults = {"partition": partition, "region": arn_region}
+        created = self._now_wall()
+        resource: Resource
+        if kind in ("image-recipe", "container-recipe"):
+            request: dict[str, Any] = {
+                "name": name,
+                "semanticVersion": arn.rsplit("/", 1)[1],
+                "components": [{"componentArn": DEFAULT_COMPONENT.format(**defaults)}],
+                "parentImage": DEFAULT_PARENT_IMAGE.format(**defaults),
+            }
+            if kind == "container-recipe":
+                request |= {"containerType": "DOCKER", "targetRepository": {"service": "ECR", "repositoryName": name}}
+            resource = Recipe(
+                arn,
+                name,
+                request,
+                self.account_id,
+                created,
+                kind=kind.split("-")[0],
+                version=request["semanticVersion"],
+            )
+        elif kind == "infrastructure-configuration":
+            request = {"name": name, "instanceTypes": ["m5.large"], "instanceProfileName": DEFAULT_INSTANCE_PROFILE}
+            resource = InfrastructureConfiguration(arn, name, request, self.account_id, created)
+        elif kind == "distribution-configuration":
+            request = {"name": name, "distributions": [{"region": arn_region, "amiDistributionConfiguration": {}}]}
+            resource = DistributionConfiguration(arn, name, request, self.account_id, created)
+        else:
+            raise not_found(arn)  # pipelines are never registered on first use: they name other resources
+        self.resources[arn] = resource
+        return resource
+
+    def _references(self, region: str, params: dict[str, Any]) -> tuple[Recipe, InfrastructureConfiguration, Any]:
+        recipes = [key for key in ("imageRecipeArn", "containerRecipeArn") if key in params]
+        if len(recipes) != 1:
+            raise ServiceError(
+                "InvalidRequestException",
+                "You must specify exactly one recipe for your image, using either a containerRecipeArn or an "
+                f"imageRecipeArn (got {len(recipes)})",
+            )
+        recipe = self._reference(params[recipes[0]], region)
+        infrastructure = self._reference(params["infrastructureConfigurationArn"], region)
+        distribution = None
+        if "distributionConfigurationArn" in params:
+            distribution = self._reference(params["distributionConfigurationArn"], region)
+        assert isinstance(recipe, Recipe) and isinstance(infrastructure, InfrastructureConfiguration)
+        return recipe, infrastructure, distribution
+
+    # ---------------------------------------------------------------- images
+    def _start_build(
+        self,
+        region: str,
+        request: dict[str, Any],
+        recipe: Recipe,
+        infrastructure: InfrastructureConfiguration,
+        distribution: DistributionConfiguration | None,
+        pipeline: ImagePipeline | None = None,
+    ) -> Build:
+        name = arn_name(recipe.name)
+        key = (region, name, recipe.version)
+        number = self._build_numbers.get(key, 0) + 1
+        self._build_numbers[key] = number
+        arn = (
+            f"arn:{partition_of(region)}:imagebuilder:{region}:{self.account_id}:image/{name}/{recipe.version}/{number}"
+        )
+        tests_enabled = request.get("imageTestsConfiguration", {}).get("imageTestsEnabled", True)
+        phases, offset = [], 0.0
+        for phase in PHASES:
+            if phase == "TESTING" and not tests_enabled:
+                continue
+            phases.append((phase, offset, offset + self._phase_seconds[phase]))
+            offset += self._phase_seconds[phase]
+        build = Build(
+            arn=arn,
+            region=region,
+            account_id=self.account_id,
+            name=name,
+            version=recipe.version,
+            number=number,
+            request=dict(request),
+            recipe=recipe,
+            infrastructure=infrastructure,
+            distribution=distribution,
+            created_at=self.clock.now(),
+            created_wall=self._now_wall(),
+            phases=phases,
+            failure=self._planned_failures.pop(0) if self._planned_failures else None,
+            pipeline=pipeline,
+        )
+        self.builds[arn] = build
+        return build
+
+    def create_image(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        def create() -> dict[str, Any]:
+            recipe, infrastructure, distribution = self._references(region, params)
+            request = {k: v for k, v in params.items() if k != "clientToken"}
+            return {
+                "imageBuildVersionArn": self._start_build(region, request, recipe, infrastructure, distribution).arn
+            }
+
+        return self._idempotent("CreateImage", region, params, create)
+
+    def _find_build(self, region: str, arn: str) -> Build:
+        """The build an image build version ARN names, or the newest build of an image version ARN."""
+        match = ARN.match(arn)
+        now = self.clock.now()
+        if match is None or match["kind"] != "image":
+            raise not_found(arn)
+        if match["build"] is not None:
+            candidates = [self.builds[arn]] if arn in self.builds else []
+        else:
+            prefix = arn.rsplit("/", 1)[0] + "/"
+            candidates = [
+                build
+                for key, build in self.builds.items()
+                if key.startswith(prefix) and version_matches(match["version"], build.version)
+            ]
+        candidates = [
+            build for build in candidates if build.region == region and now - build.created_at >= self.visibility_delay
+        ]
+        if not candidates:
+            raise ServiceError("ResourceNotFoundException", f"Image {arn} cannot be found.")
+        return max(candidates, key=lambda build: (version_key(build.version), build.number))
+
+    def get_image(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"image": self._find_build(region, params["imageBuildVersionArn"]).describe(self.clock.now())}
+
+    def cancel_image_creation(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        arn = params["imageBuildVersionArn"]
+
+        def cancel() -> dict[str, Any]:
+            build = self._find_build(region, arn)
+            status, _ = build.status(self.clock.now())
+            if status in FINAL_STATUSES:
+                raise ServiceError(
+                    "ResourceInUseException", f"Image {arn} cannot be cancelled because its status is {status}"
+                )
+            build.cancelled_at = self.clock.now()
+            return {"imageBuildVersionArn": build.arn}
+
+        return self._idempotent("CancelImageCreation", region, params, cancel)
+
+    def list_image_build_versions(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        if "filters" in params:
+            raise NotImplementedByEmulator("filters in List operations")
+        version_arn = params.get("imageVersionArn")
+        if version_arn is None:
+            raise ServiceError("InvalidRequestException", "imageVersionArn is required")
+        now = self.clock.now()
+        builds = [
+            build for build in self.builds.values() if build.region == region and build.version_arn == version_arn
+        ]
+        return self._page(params, "imageSummaryList", [build.summary(now) for build in builds])
+
+    # ---------------------------------------------------------------- pipelines
+    def _pipeline(self, arn: str) -> ImagePipeline:
+        pipeline = self.resources.get(arn)
+        if not isinstance(pipeline, ImagePipeline):
+            raise not_found(arn)
+        return pipeline
+
+    def create_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        arn = self._arn(region, "image-pipeline", params["name"])
+
+        def create() -> dict[str, Any]:
+            self._check_new(arn, "image-pipeline")
+            recipe, _, _ = self._references(region, params)
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
+            request["status"] = params.get("status", "ENABLED")
+            self.resources[arn] = ImagePipeline(
+                arn, params["name"], request, self.account_id, self._now_wall(), platform=recipe.platform
+            )
+            return {"imagePipelineArn": arn}
+
+        return self._idempotent("CreateImagePipeline", region, params, create)
+
+    def get_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"imagePipeline": self._describe_pipeline(self._pipeline(params["imagePipelineArn"]))}
+
+    def _describe_pipeline(self, pipeline: ImagePipeline) -> dict[str, Any]:
+        last_status = None
+        if pipeline.last_build is not None:
+            status = pipeline.last_build.status(self.clock.now())[0]
+            last_status = status
+        return pipeline.describe(last_status)
+
+    def list_image_pipelines(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        if "filters" in params:
+            raise NotImplementedByEmulator("filters in List operations")
+        pipelines = [self._describe_pipeline(pipeline) for pipeline in self._in_region(region, ImagePipeline)]
+        return self._page(params, "imagePipelineList", pipelines)
+
+    def update_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        pipeline = self._pipeline(params["imagePipelineArn"])
+
+        def update() -> dict[str, Any]:
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "imagePipelineArn", "dryRun")}
+            if "imageRecipeArn" not in request and "containerRecipeArn" not in request:
+                for member in ("imageRecipeArn", "containerRecipeArn"):
+                    if member in pipeline.request:
+                        request[member] = pipeline.request[member]
+            recipe, _, _ = self._references(region, request)
+            request |= {"name": pipeline.name, "status": params.get("status", "ENABLED")}
+            if "tags" in pipeline.request:
+                request["tags"] = pipeline.request["tags"]
+            pipeline.request = request
+            pipeline.platform = recipe.platform
+            pipeline.updated = self._now_wall()
+            return {"imagePipelineArn": pipeline.arn}
+
+        return self._idempotent("UpdateImagePipeline", region, params, update)
+
+    def start_image_pipeline_execution(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        arn = params["imagePipelineArn"]
+
+        def start() -> dict[str, Any]:
+            pipeline = self._pipeline(arn)
+            if pipeline.status != "ENABLED":
+                raise ServiceError(
+                    "InvalidRequestException",
+                    f"The image pipeline '{arn}' cannot be started because its status is {pipeline.status}.",
+                )
+            recipe, infrastructure, distribution = self._references(region, pipeline.request)
+            members = (
+                "imageTestsConfiguration",
+                "imageScanningConfiguration",
+                "enhancedImageMetadataEnabled",
+                "executionRole",
+                "workflows",
+                "loggingConfiguration",
+            )
+            request = {member: pipeline.request[member] for member in members if member in pipeline.request}
+            tags = dict(pipeline.request.get("imageTags") or {}) | dict(params.get("tags") or {})
+            if tags:
+                request["tags"] = tags
+            build = self._start_build(region, request, recipe, infrastructure, distribution, pipeline)
+            pipeline.last_run = build.created_wall
+            pipeline.last_build = build
+            return {"imageBuildVersionArn": build.arn}
+
+        return self._idempotent("StartImagePipelineExecution", region, params, start)
+
+    def list_image_pipeline_images(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        if "filters" in params:
+            raise NotImplementedByEmulator("filters in List operations")
+        pipeline = self._pipeline(params["imagePipelineArn"])
+        now = self.clock.now()
+        builds = [build.summary(now) for build in self.builds.values() if build.pipeline is pipeline]
+        return self._page(params, "imageSummaryList", builds)

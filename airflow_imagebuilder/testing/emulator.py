@@ -1,0 +1,232 @@
+"""The emulator's two handles: :class:`ImageBuilderEmulator` in-process, :class:`EmulatorControl` for another process.
+
+Both offer the same controls (faults, fault mixes, planned failures, phase durations, visibility delay, strict
+mode, the journal); the command line (``python -m airflow_imagebuilder.testing``) sets them at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_imagebuilder.testing.backend import ImageBuilderBackend
+from airflow_imagebuilder.testing.clock import ManualClock, RealClock
+from airflow_imagebuilder.testing.server import EmulatorHTTPServer
+from airflow_imagebuilder.testing.service import FAULT_MIX_CODES, EmulatedService, Fault, JournalEntry
+
+
+class ImageBuilderEmulator:
+    """Run the emulated service on ``host:port`` (``port=0`` picks a free one) for the ``with`` block.
+
+    :param host: address to bind; loopback unless told otherwise.
+    :param port: TCP port, 0 for any free port.
+    :param phase_seconds: seconds per lifecycle phase (one number or a mapping per phase).
+    :param clock: a :class:`ManualClock` for tests that advance time; real time by default.
+    :param strict: require the recipes, configurations and pipelines a request names to exist (seed them with
+        the service's own Create calls); by default they are registered on first use.
+    :param account_id: the account emulated resources belong to.
+    :param seed: seed of the random source of probabilistic faults.
+    :param visibility_delay: seconds after a build starts during which GetImage answers not found.
+    :param validate_responses: check every response against botocore's model and answer an emulator bug
+        (HTTP 501 ``EmulatorBug``, never retried) when one does not conform.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        phase_seconds: float | Mapping[str, float] = 1.0,
+        clock: RealClock | ManualClock | None = None,
+        *,
+        strict: bool = False,
+        account_id: str = "123456789012",
+        seed: int = 0,
+        visibility_delay: float = 0.0,
+        validate_responses: bool = False,
+    ) -> None:
+        self.backend = ImageBuilderBackend(
+            clock=clock,
+            phase_seconds=phase_seconds,
+            account_id=account_id,
+            visibility_delay=visibility_delay,
+            strict=strict,
+        )
+        self.service = EmulatedService(self.backend, seed=seed, validate_responses=validate_responses)
+        self._address = (host, port)
+        self._server: EmulatorHTTPServer | None = None
+
+    @property
+    def state(self) -> ImageBuilderBackend:
+        """The backend: resources, builds and their lifecycle (``image_arns()``, ``status(arn)``, ``build(arn)``)."""
+        return self.backend
+
+    def start(self) -> ImageBuilderEmulator:
+        """Bind and serve in a background thread."""
+        self._server = EmulatorHTTPServer(self._address, self.service)
+        self._server.serve_in_thread()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> ImageBuilderEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://host:port`` of the running emulator, for ``endpoint_url`` of boto3 or an Airflow connection."""
+        if self._server is None:
+            raise RuntimeError("ImageBuilderEmulator is not running; use it as a context manager or call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def add_fault(self, operation: str = "*", **fault: Any) -> Fault:
+        """Inject a fault into calls of ``operation`` (``"*"`` for all); keyword arguments as :class:`Fault`."""
+        return self.service.add_fault(Fault(operation=operation, **fault))
+
+    def add_fault_mix(
+        self, error_share: float, drop_share: float = 0.0, codes: tuple[str, ...] | list[str] = FAULT_MIX_CODES
+    ) -> None:
+        """Answer ``error_share`` of all calls with ``codes`` (429/500/503 by default) and lose ``drop_share``."""
+        self.service.add_fault_mix(error_share, drop_share, codes)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self.service.clear_faults()
+
+    def fail_next_builds(
+        self,
+        phase: str = "BUILDING",
+        reason: str = "Build failed",
+        count: int = 1,
+        failure_context: dict[str, Any] | None = None,
+    ) -> None:
+        """Make the next ``count`` builds end FAILED after ``phase`` with ``reason`` (and ``failure_context``)."""
+        self.backend.fail_next_builds(phase, reason, count, failure_context)
+
+    def set_phase_seconds(self, seconds: float | Mapping[str, float]) -> None:
+        """Phase durations of builds started from now on (one number, or a mapping per phase)."""
+        self.backend.set_phase_seconds(seconds)
+
+    def set_visibility_delay(self, seconds: float) -> None:
+        """GetImage answers not found for ``seconds`` after a build starts (eventual consistency)."""
+        self.backend.set_visibility_delay(seconds)
+
+    def set_strict(self, strict: bool = True) -> None:
+        """Require the resources requests name to exist (``True``), or register them on first use."""
+        self.backend.set_strict(strict)
+
+    def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
+        """Create or replace a distribution configuration with one AMI distribution per region, by its ARN."""
+        self.backend.set_distribution_regions(distribution_configuration_arn, regions)
+
+    def journal(self, operation: str | None = None) -> list[JournalEntry]:
+        """Every call so far (of ``operation`` only, if given): token, ARN, outcome, request id, time."""
+        return self.service.journal(operation)
+
+    def images(self) -> dict[str, str]:
+        """Every image build version ARN with its current status."""
+        return self.backend.statuses()
+
+    def advance(self, seconds: float) -> float:
+        """Move the manual clock forward; returns the new clock time."""
+        if not isinstance(self.backend.clock, ManualClock):
+            raise RuntimeError("advance() needs ImageBuilderEmulator(clock=ManualClock())")
+        return self.backend.clock.advance(seconds)
+
+
+class EmulatorControl:
+    """Drives an emulator in another process through its ``/_emulator/`` control API.
+
+    :param endpoint_url: the emulator's ``http://host:port``.
+    """
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url.rstrip("/")
+
+    def _call(self, method: str, command: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/_emulator/{command}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def healthy(self) -> bool:
+        """Whether the emulator answers."""
+        try:
+            return bool(self._call("GET", "health")["ok"])
+        except OSError:
+            return False
+
+    def journal(self, operation: str | None = None) -> list[dict[str, Any]]:
+        """Every call so far (of ``operation`` only, if given), as dictionaries of :class:`JournalEntry` fields."""
+        entries = self._call("GET", "journal")
+        return [entry for entry in entries if operation is None or entry["operation"] == operation]
+
+    def images(self) -> dict[str, str]:
+        """Every image build version ARN with its current status."""
+        return dict(self._call("GET", "images"))
+
+    def add_fault(self, operation: str = "*", **fault: Any) -> None:
+        """Inject a fault into calls of ``operation``; keyword arguments as :class:`Fault`."""
+        self._call("POST", "faults", {"operation": operation, **fault})
+
+    def add_fault_mix(
+        self, error_share: float, drop_share: float = 0.0, codes: tuple[str, ...] | list[str] = FAULT_MIX_CODES
+    ) -> None:
+        """Answer ``error_share`` of all calls with ``codes`` and lose ``drop_share`` of responses."""
+        self._call("POST", "fault-mix", {"error_share": error_share, "drop_share": drop_share, "codes": list(codes)})
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self._call("DELETE", "faults")
+
+    def fail_next_builds(
+        self,
+        phase: str = "BUILDING",
+        reason: str = "Build failed",
+        count: int = 1,
+        failure_context: dict[str, Any] | None = None,
+    ) -> None:
+        """Make the next ``count`` builds end FAILED after ``phase`` with ``reason`` (and ``failure_context``)."""
+        body: dict[str, Any] = {"phase": phase, "reason": reason, "count": count}
+        if failure_context is not None:
+            body["failure_context"] = failure_context
+        self._call("POST", "failures", body)
+
+    def set_phase_seconds(self, seconds: float | dict[str, float]) -> None:
+        """Phase durations of builds started from now on."""
+        self._call("POST", "phases", {"seconds": seconds})
+
+    def set_visibility_delay(self, seconds: float) -> None:
+        """GetImage answers not found for ``seconds`` after a build starts."""
+        self._call("POST", "visibility-delay", {"seconds": seconds})
+
+    def set_strict(self, strict: bool = True) -> None:
+        """Require the resources requests name to exist (``True``), or register them on first use."""
+        self._call("POST", "strict", {"strict": strict})
+
+    def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
+        """Create or replace a distribution configuration with one AMI distribution per region, by its ARN."""
+        self._call(
+            "POST",
+            "distributions",
+            {"distribution_configuration_arn": distribution_configuration_arn, "regions": regions},
+        )
+
+    def advance(self, seconds: float) -> float:
+        """Move a manual clock forward (the emulator must run on one); returns the new clock time."""
+        return float(self._call("POST", "clock", {"seconds": seconds})["now"])

@@ -1,0 +1,407 @@
+"""Resources of the emulated service, each owning its state and its description in the service's shapes.
+
+Recipes, configurations and pipelines are stored as the request that created them; :class:`Build` is one image
+build version, whose status is computed from the clock when read (no background thread moves builds along, so a
+manual clock makes the lifecycle deterministic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import re
+import uuid
+from typing import Any
+
+#: The lifecycle the emulator walks, in order.  TESTING is skipped when image tests are disabled.
+PHASES: tuple[str, ...] = ("PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING")
+#: Statuses of a build that has ended.
+FINAL_STATUSES = frozenset({"AVAILABLE", "FAILED", "CANCELLED"})
+
+ARN = re.compile(
+    r"^arn:(?P<partition>aws[^:]*):imagebuilder:(?P<region>[^:]+):(?P<account>[0-9]{12}|aws[^:]*):"
+    r"(?P<kind>image-recipe|container-recipe|infrastructure-configuration|distribution-configuration|"
+    r"image-pipeline|image)/(?P<name>[a-z0-9-_]+)(?:/(?P<version>[0-9x]+\.[0-9x]+\.[0-9x]+)(?:/(?P<build>[0-9]+))?)?$"
+)
+#: The service's ResourceName rule (3-128 characters).
+RESOURCE_NAME = re.compile(r"^[-_A-Za-z-0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z-0-9]$")
+DEFAULT_PARENT_IMAGE = "arn:{partition}:imagebuilder:{region}:aws:image/amazon-linux-2023-x86/x.x.x"
+DEFAULT_COMPONENT = "arn:{partition}:imagebuilder:{region}:aws:component/update-linux/x.x.x"
+DEFAULT_INSTANCE_PROFILE = "EC2InstanceProfileForImageBuilder"
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """The service's DateTime strings: ISO 8601, milliseconds, UTC ``Z``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def arn_name(name: str) -> str:
+    """The name segment the service puts in an ARN: lower case, spaces as hyphens."""
+    return name.strip().lower().replace(" ", "-")
+
+
+def version_matches(pattern: str, version: str) -> bool:
+    """Whether a semantic version matches a version with ``x`` wildcards (``1.x.x``)."""
+    return all(want in ("x", have) for want, have in zip(pattern.split("."), version.split("."), strict=True))
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclasses.dataclass
+class Resource:
+    """A named resource created by a ``Create*`` request (or registered on first use in lenient mode)."""
+
+    arn: str
+    name: str
+    request: dict[str, Any]
+    owner: str
+    created: dt.datetime
+    updated: dt.datetime | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.request.get("tags") or {})
+
+    def _common(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"arn": self.arn, "name": self.name, "dateCreated": timestamp(self.created)}
+        if self.request.get("description"):
+            described["description"] = self.request["description"]
+        if self.tags:  # TagMap has min 1 in the model: no tags means no member
+            described["tags"] = self.tags
+        return described
+
+
+@dataclasses.dataclass
+class Recipe(Resource):
+    """An image recipe (``kind="image"``) or a container recipe (``kind="container"``)."""
+
+    kind: str = "image"
+    version: str = "1.0.0"
+
+    @property
+    def platform(self) -> str:
+        if "platformOverride" in self.request:
+            return str(self.request["platformOverride"])
+        return "Windows" if "windows" in str(self.request.get("parentImage", "")).lower() else "Linux"
+
+    @property
+    def os_version(self) -> str:
+        if "imageOsVersionOverride" in self.request:
+            return str(self.request["imageOsVersionOverride"])
+        return "Microsoft Windows Server 2022" if self.platform == "Windows" else "Amazon Linux 2023"
+
+    def describe(self) -> dict[str, Any]:
+        described = self._common()
+        described |= {
+            "platform": self.platform,
+            "owner": self.owner,
+            "version": self.version,
+            "parentImage": self.request["parentImage"],
+        }
+        if self.request.get("components"):
+            described["components"] = self.request["components"]
+        if self.kind == "image":
+            described["type"] = "AMI"
+            members: tuple[str, ...] = (
+                "blockDeviceMappings",
+                "workingDirectory",
+                "additionalInstanceConfiguration",
+                "amiTags",
+                "amiWatermarks",
+            )
+        else:
+            described["containerType"] = self.request["containerType"]
+            described["encrypted"] = True
+            members = ("instanceConfiguration", "dockerfileTemplateData", "kmsKeyId", "workingDirectory")
+            described["targetRepository"] = self.request["targetRepository"]
+        described |= {member: self.request[member] for member in members if member in self.request}
+        return described
+
+    def summary(self) -> dict[str, Any]:
+        described = self.describe()
+        keys = ["arn", "name", "platform", "owner", "parentImage", "dateCreated", "tags"]
+        if self.kind == "container":
+            keys.append("containerType")
+        return {key: described[key] for key in keys if key in described}
+
+
+@dataclasses.dataclass
+class InfrastructureConfiguration(Resource):
+    """Where builds run: instance types, instance profile, network."""
+
+    def describe(self) -> dict[str, Any]:
+        described = self._common()
+        described["instanceTypes"] = list(self.request.get("instanceTypes", []))
+        described["instanceProfileName"] = self.request["instanceProfileName"]
+        described["terminateInstanceOnFailure"] = self.request.get("terminateInstanceOnFailure", True)
+        for member in (
+            "securityGroupIds",
+            "subnetId",
+            "logging",
+            "keyPair",
+            "snsTopicArn",
+            "resourceTags",
+            "instanceMetadataOptions",
+            "placement",
+            "parentInstance",
+            "terminateInstanceOnCompletion",
+        ):
+            if member in self.request:
+                described[member] = self.request[member]
+        if self.updated is not None:
+            described["dateUpdated"] = timestamp(self.updated)
+        return described
+
+    def summary(self) -> dict[str, Any]:
+        described = self.describe()
+        keys = ("arn", "name", "description", "dateCreated", "dateUpdated", "resourceTags", "tags")
+        summary = {key: described[key] for key in keys if key in described}
+        summary |= {
+            "instanceTypes": described["instanceTypes"],
+            "instanceProfileName": self.request["instanceProfileName"],
+        }
+        return summary
+
+
+@dataclasses.dataclass
+class DistributionConfiguration(Resource):
+    """Where images go: one entry per region."""
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(distribution["region"] for distribution in self.request["distributions"])
+
+    def distribution(self, region: str) -> dict[str, Any]:
+        return next(entry for entry in self.request["distributions"] if entry["region"] == region)
+
+    def describe(self) -> dict[str, Any]:
+        described = self._common()
+        described["distributions"] = self.request["distributions"]
+        described["timeoutMinutes"] = 720
+        if self.updated is not None:
+            described["dateUpdated"] = timestamp(self.updated)
+        return described
+
+    def summary(self) -> dict[str, Any]:
+        described = self.describe()
+        keys = ("arn", "name", "description", "dateCreated", "dateUpdated", "tags")
+        return {key: described[key] for key in keys if key in described} | {"regions": list(self.regions)}
+
+
+@dataclasses.dataclass
+class ImagePipeline(Resource):
+    """A pipeline: a recipe, configurations and settings from which executions build images."""
+
+    platform: str = "Linux"
+    last_run: dt.datetime | None = None
+    last_build: Build | None = None
+
+    @property
+    def status(self) -> str:
+        return str(self.request.get("status", "ENABLED"))
+
+    def describe(self, last_run_status: str | None = None) -> dict[str, Any]:
+        described = self._common()
+        described |= {
+            "platform": self.platform,
+            "enhancedImageMetadataEnabled": self.request.get("enhancedImageMetadataEnabled", True),
+            "infrastructureConfigurationArn": self.request["infrastructureConfigurationArn"],
+            "imageTestsConfiguration": {"imageTestsEnabled": True, "timeoutMinutes": 720}
+            | self.request.get("imageTestsConfiguration", {}),
+            "status": self.status,
+        }
+        for member in (
+            "imageRecipeArn",
+            "containerRecipeArn",
+            "distributionConfigurationArn",
+            "schedule",
+            "imageTags",
+            "imageScanningConfiguration",
+            "executionRole",
+            "workflows",
+            "loggingConfiguration",
+        ):
+            if member in self.request:
+                described[member] = self.request[member]
+        if self.updated is not None:
+            described["dateUpdated"] = timestamp(self.updated)
+        if self.last_run is not None:
+            described["dateLastRun"] = timestamp(self.last_run)
+        if last_run_status is not None:
+            described["lastRunStatus"] = last_run_status
+        return described
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedFailure:
+    """A failure a test plans for the next build: the phase it ends in, ``state.reason`` and ``failureContext``."""
+
+    phase: str
+    reason: str
+    failure_context: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class Build:
+    """One image build version: ``image/<name>/<x.y.z>/<n>``, walking :data:`PHASES` on the clock."""
+
+    arn: str
+    region: str
+    account_id: str
+    name: str
+    version: str
+    number: int
+    request: dict[str, Any]
+    recipe: Recipe
+    infrastructure: InfrastructureConfiguration
+    distribution: DistributionConfiguration | None
+    created_at: float
+    created_wall: dt.datetime
+    phases: list[tuple[str, float, float]]  # (status, start offset, end offset)
+    failure: PlannedFailure | None = None
+    cancelled_at: float | None = None
+    pipeline: ImagePipeline | None = None
+    build_type: str = "USER_INITIATED"
+
+    @property
+    def kind(self) -> str:
+        return self.recipe.kind
+
+    @property
+    def version_arn(self) -> str:
+        return self.arn.rsplit("/", 1)[0]
+
+    @property
+    def distribution_regions(self) -> tuple[str, ...]:
+        return self.distribution.regions if self.distribution is not None else (self.region,)
+
+    def status(self, now: float) -> tuple[str, PlannedFailure | None]:
+        """The status at clock time ``now``, and the failure that ended the build if it FAILED."""
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            return "CANCELLED", None
+        elapsed = now - self.created_at
+        for phase, _start, end in self.phases:
+            if elapsed < end:
+                return phase, None
+            if self.failure is not None and self.failure.phase == phase:
+                return "FAILED", self.failure
+        return "AVAILABLE", None
+
+    def failure_context(self, failure: PlannedFailure) -> dict[str, Any]:
+        """``state.failureContext`` of a FAILED build: the planned one, or one naming the phase's workflow."""
+        if failure.failure_context is not None:
+            return dict(failure.failure_context)
+        digest = hashlib.sha256(self.arn.encode()).hexdigest()
+        workflow_type = {"TESTING": "test", "DISTRIBUTING": "distribution"}.get(failure.phase, "build")
+        context: dict[str, Any] = {
+            "imageStatus": failure.phase,
+            "workflowExecutionId": f"wf-{uuid.UUID(digest[:32])}",
+            "workflowArn": (
+                f"arn:{self.arn.split(':')[1]}:imagebuilder:{self.region}:aws:workflow/{workflow_type}/"
+                f"{workflow_type}-image/1.0.0/1"
+            ),
+        }
+        if failure.phase in ("BUILDING", "TESTING"):
+            context["stepExecutionId"] = f"step-{uuid.UUID(digest[32:64])}"
+            context["failedStep"] = "RunTestComponents" if failure.phase == "TESTING" else "ApplyBuildComponents"
+        if failure.phase == "DISTRIBUTING":
+            context["distributionFailure"] = {"errorMessage": failure.reason}
+        return context
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """The ``Image`` structure of GetImage."""
+        status, failure = self.status(now)
+        state: dict[str, Any] = {"status": status}
+        if failure is not None:
+            state["reason"] = failure.reason
+            state["failureContext"] = self.failure_context(failure)
+        elif status == "CANCELLED":
+            state["reason"] = "Image creation was cancelled by the user (CancelImageCreation)"
+        request = self.request
+        image: dict[str, Any] = {
+            "arn": self.arn,
+            "type": "AMI" if self.kind == "image" else "DOCKER",
+            "name": self.recipe.name,
+            "version": f"{self.version}/{self.number}",
+            "platform": self.recipe.platform,
+            "enhancedImageMetadataEnabled": request.get("enhancedImageMetadataEnabled", True),
+            "osVersion": self.recipe.os_version,
+            "state": state,
+            "infrastructureConfiguration": self.infrastructure.describe(),
+            "imageTestsConfiguration": {"imageTestsEnabled": True, "timeoutMinutes": 720}
+            | request.get("imageTestsConfiguration", {}),
+            "dateCreated": timestamp(self.created_wall),
+            "outputResources": self.output_resources(status, failure),
+            "buildType": self.build_type,
+            "imageSource": "CUSTOM",
+        }
+        image["imageRecipe" if self.kind == "image" else "containerRecipe"] = self.recipe.describe()
+        if self.distribution is not None:
+            image["distributionConfiguration"] = self.distribution.describe()
+        if self.pipeline is not None:
+            image["sourcePipelineArn"] = self.pipeline.arn
+            image["sourcePipelineName"] = self.pipeline.name
+        if request.get("tags"):
+            image["tags"] = request["tags"]
+        for member in ("imageScanningConfiguration", "executionRole", "workflows", "loggingConfiguration"):
+            if member in request:
+                image[member] = request[member]
+        return image
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """The ``ImageSummary`` structure of the List operations."""
+        image = self.describe(now)
+        keys = (
+            "arn",
+            "name",
+            "type",
+            "version",
+            "platform",
+            "osVersion",
+            "state",
+            "dateCreated",
+            "outputResources",
+            "tags",
+            "buildType",
+            "imageSource",
+            "loggingConfiguration",
+        )
+        return {key: image[key] for key in keys if key in image} | {"owner": self.account_id}
+
+    def output_resources(self, status: str, failure: PlannedFailure | None) -> dict[str, Any]:
+        """AMIs (or container URIs) per distribution region once distributed; empty lists before."""
+        distributed = status == "AVAILABLE" or (failure is not None and failure.phase == "INTEGRATING")
+        if self.kind == "container":
+            if not distributed:
+                return {"containers": []}
+            repository = self.recipe.request["targetRepository"]["repositoryName"]
+            return {
+                "containers": [
+                    {
+                        "region": region,
+                        "imageUris": [
+                            f"{self.account_id}.dkr.ecr.{region}.amazonaws.com/{repository}:"
+                            f"{self.version}-{self.number}"
+                        ],
+                    }
+                    for region in self.distribution_regions
+                ]
+            }
+        if not distributed:
+            return {"amis": []}
+        amis = []
+        for region in self.distribution_regions:
+            digest = hashlib.sha256(f"{self.arn}|{region}".encode()).hexdigest()
+            amis.append(
+                {
+                    "region": region,
+                    "image": f"ami-{digest[:17]}",
+                    "name": f"{self.name} {self.created_wall:%Y-%m-%dT%H-%M-%SZ}",
+                    "state": {"status": "AVAILABLE"},
+                    "accountId": self.account_id,
+                }
+            )
+        return {"amis": amis}
