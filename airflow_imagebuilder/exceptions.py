@@ -1,16 +1,28 @@
 """Exceptions raised by the provider.
 
-Which Image Builder error becomes which exception is decided in one place, :data:`ERROR_POLICY` in
-``hooks.py``; this module only defines the types and their messages.
+Which Image Builder error becomes which exception is decided in one place, :func:`~.retry.classify` in
+``retry.py``; which wait outcome becomes which exception in one other, :meth:`~.waiting.Step.exception`.  This
+module only defines the types and their messages.
 
-* :class:`ImageBuilderRequestRejected` subclasses ``AirflowFailException``: the task fails without Airflow
-  retries, because a retry would send the same rejected request again.
+* :class:`ImageBuilderRequestRejected` and :class:`InvalidCreateImageRequest` subclass ``AirflowFailException``:
+  the task fails without Airflow retries, because a retry would send the same rejected request again.
 * Every other class here is a plain exception, so Airflow's ``retries`` apply.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowFailException
+
+
+def shorten(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut in the middle past ``limit`` characters, for error messages."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 25) // 2
+    return f"{text[:keep]}...<{len(text) - 2 * keep} chars>...{text[-keep:]}"
 
 
 class ImageBuilderError(Exception):
@@ -26,6 +38,7 @@ class ImageBuilderApiError(ImageBuilderError):
     :param request_id: the service's request id, when there was a response.
     :param attempts: how many calls were made before giving up.
     :param hint: what the user can do about it.
+    :param transient: the service clears this error by itself (throttling, 5xx, no answer): a wait goes on.
     """
 
     def __init__(
@@ -36,23 +49,48 @@ class ImageBuilderApiError(ImageBuilderError):
         request_id: str | None = None,
         attempts: int = 1,
         hint: str = "",
+        transient: bool = False,
     ) -> None:
         self.operation = operation
         self.code = code
         self.service_message = message
         self.request_id = request_id
         self.attempts = attempts
+        self.hint = hint
+        self.transient = transient
         text = f"{operation} failed with {code}: {message}"
         if request_id:
             text += f" (request id {request_id})"
-        text += f" after {attempts} attempt{'s' if attempts != 1 else ''}."
+        text += f" after {attempts} attempt{'s' if attempts != 1 else ''}." if attempts else "."
         if hint:
             text += f" {hint}"
         super().__init__(text)
 
+    def fields(self) -> dict[str, Any]:
+        """The constructor's arguments: the same error rebuilt from them has the same message."""
+        return {
+            "operation": self.operation,
+            "code": self.code,
+            "message": self.service_message,
+            "request_id": self.request_id,
+            "attempts": self.attempts,
+            "hint": self.hint,
+            "transient": self.transient,
+        }
+
 
 class ImageBuilderRequestRejected(ImageBuilderApiError, AirflowFailException):
     """The service rejected the request itself; retrying the task cannot help, so Airflow does not retry."""
+
+
+class ImageNotFoundError(ImageBuilderApiError):
+    """GetImage kept answering ResourceNotFoundException for longer than a new build takes to become visible.
+
+    Retryable, like the API errors it stands for: a task retry follows the same build again.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__("GetImage", "ResourceNotFoundException", message, attempts=0, hint=hint)
 
 
 class ImageBuildFailedError(ImageBuilderError):
@@ -70,3 +108,16 @@ class ImageBuildFailedError(ImageBuilderError):
 
 class ImageBuildTimeoutError(ImageBuilderError):
     """The wait ran out before the image became AVAILABLE (the build is cancelled first)."""
+
+
+class InvalidCreateImageRequest(ImageBuilderError, ValueError, AirflowFailException):
+    """A request that breaks a rule of the API; raised before any call to AWS.
+
+    The message names each offending field (API name), its value (shortened when long) and the rule.  At DAG
+    parse time it is a ``ValueError``; at run time it fails the task without Airflow retries (the same values
+    would be rendered again).
+    """
+
+    def __init__(self, errors: list[str], source: str = "CreateImage request") -> None:
+        self.errors = errors
+        super().__init__(f"Invalid {source}: " + "; ".join(errors))

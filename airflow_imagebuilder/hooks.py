@@ -1,236 +1,49 @@
-"""ImageBuilderHook: CreateImage, GetImage and CancelImageCreation with the provider's retry policy.
+"""ImageBuilderHook: the Image Builder calls of the provider, sync (boto3) and async (aiobotocore).
 
-The sync path (operator, sensor) and the deferrable path (trigger) share everything defined here: the state
-sets, how a status is read from an image, how an error is classified and retried, the failure message and the
-outputs pushed to XCom.  botocore's standard and adaptive retry modes do not retry Image Builder's modeled
-``CallRateLimitExceededException`` (HTTP 429), so the hook retries it itself, with the same client token.
+Each call goes through one retry loop per path, driven by :class:`~airflow_imagebuilder.retry.CallRetry` (which
+error is retried, how, and what is raised); :meth:`ImageBuilderHook.wait_for_image` polls around
+:func:`~airflow_imagebuilder.waiting.next_step` (when a wait ends, and how).  The hook itself only does I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import hashlib
 import json
-import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from asgiref.sync import sync_to_async
 from botocore.config import Config
 
-from airflow_imagebuilder.exceptions import (
-    ImageBuilderApiError,
-    ImageBuilderRequestRejected,
-    ImageBuildFailedError,
-    ImageBuildTimeoutError,
-)
+from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderError
 from airflow_imagebuilder.models import CreateImageRequest
-
-#: Statuses of a build that is still running.
-IN_PROGRESS_STATES = frozenset({"PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING"})
-#: The one status that means the image is ready.
-SUCCESS_STATES = frozenset({"AVAILABLE"})
-#: Statuses from which the image will never become AVAILABLE.
-FAILURE_STATES = frozenset({"FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DISABLED"})
-
-#: What the hook does with each service error code: "retry" (backoff, same token, bounded),
-#: "retry_briefly" (a few backed-off retries, then a retryable task failure), "fail_retryable" (a task failure
-#: Airflow may retry) or "reject" (fail without Airflow retries).
-ERROR_POLICY: dict[str, str] = {
-    "CallRateLimitExceededException": "retry",
-    "ServiceUnavailableException": "retry",
-    "ServiceException": "retry",
-    "ResourceInUseException": "retry_briefly",
-    "ServiceQuotaExceededException": "fail_retryable",
-    "IdempotentParameterMismatchException": "reject",
-    "ClientException": "reject",
-    "InvalidRequestException": "reject",
-    "ForbiddenException": "reject",
-    # Not in CreateImage's list, but any AWS endpoint can answer them; both are transient.
-    "ThrottlingException": "retry",
-    "ExpiredTokenException": "retry",
-}
-ERROR_HINTS: dict[str, str] = {
-    "ServiceQuotaExceededException": (
-        "An Image Builder quota (for example concurrent image builds per account and region) is exhausted; "
-        "the task may succeed on a retry once other builds end, or raise the quota in Service Quotas."
-    ),
-    "IdempotentParameterMismatchException": (
-        "The client token was already used for a CreateImage request with different parameters. Give a new "
-        "client_token, or omit it to let the operator derive one from the task and the request."
-    ),
-    "ForbiddenException": (
-        "Check the IAM permissions of the role or keys of the Airflow connection (imagebuilder:CreateImage, "
-        "imagebuilder:GetImage, imagebuilder:CancelImageCreation, iam:PassRole) and the execution_role."
-    ),
-    "ResourceInUseException": "The resource is in use by another operation; the task may succeed on a retry.",
-}
-#: Transport failures: the request may or may not have reached the service, so it is re-sent with the same token.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    botocore.exceptions.HTTPClientError,  # connection reset/closed, read timeout
-    botocore.exceptions.ConnectionError,  # endpoint unreachable, connect timeout
-    asyncio.TimeoutError,
+from airflow_imagebuilder.retry import TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
+from airflow_imagebuilder.waiting import (
+    DEFAULT_NOT_FOUND_GRACE,
+    FAILURE_STATES,
+    IN_PROGRESS_STATES,
+    SUCCESS_STATES,
+    ImageState,
+    Outcome,
+    Poll,
+    Step,
+    TransitionLog,
+    next_step,
+    with_cancel_note,
 )
-NOT_FOUND_CODES = frozenset({"ResourceNotFoundException"})
+
+__all__ = ["ImageBuilderHook", "RetryPolicy"]
+
 #: How the service refuses to cancel a build that already ended.
 CANCEL_REFUSED_CODES = frozenset({"ResourceInUseException", "InvalidRequestException"})
-
-
-def _cancel_request(image_build_version_arn: str) -> dict[str, Any]:
-    """CancelImageCreation arguments with one client token for all retries of this cancel."""
-    return {"imageBuildVersionArn": image_build_version_arn, "clientToken": str(uuid.uuid4())}
-
-
-T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for retried API errors: delay ``min(max_delay, base_delay * 2**n)``, half of it jittered.
-
-    Gives up after ``max_attempts`` calls or ``max_elapsed`` seconds, whichever comes first;
-    ResourceInUseException gets at most ``in_use_attempts`` calls.
-    """
-
-    max_attempts: int = 12
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    max_elapsed: float = 600.0
-    in_use_attempts: int = 4
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    @classmethod
-    def from_value(cls, value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
-        if value is None:
-            return cls()
-        if isinstance(value, RetryPolicy):
-            return value
-        unknown = set(value) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(
-                f"api_retry: unknown keys {sorted(unknown)}; known: max_attempts, base_delay, "
-                "max_delay, max_elapsed, in_use_attempts"
-            )
-        return cls(**value)
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageState:
-    """The part of an image the wait is about."""
-
-    status: str
-    reason: str | None = None
-    failure_context: str | None = None
-
-    @classmethod
-    def of(cls, image: dict[str, Any]) -> ImageState:
-        state = image.get("state") or {}
-        return cls(state.get("status", "UNKNOWN"), state.get("reason"), state.get("failureContext"))
-
-
-def failure_message(image_build_version_arn: str, state: ImageState) -> str:
-    """The one message for a build that ended in a failure state (sync, sensor and deferrable paths)."""
-    message = f"Image {image_build_version_arn} ended with status {state.status}"
-    message += f": {state.reason}" if state.reason else " (the service gave no reason)"
-    if state.failure_context:
-        message += f" [failureContext: {state.failure_context}]"
-    return message
-
-
-def image_outputs(image: dict[str, Any]) -> dict[str, Any]:
-    """XCom outputs of an AVAILABLE image: AMIs (with regions), AMI ids per region, container URIs."""
-    resources = image.get("outputResources") or {}
-    amis = [
-        {key: ami[key] for key in ("region", "image", "name", "accountId") if key in ami}
-        for ami in resources.get("amis", [])
-    ]
-    return {
-        "amis": amis,
-        "ami_ids": {ami["region"]: ami["image"] for ami in amis if "region" in ami and "image" in ami},
-        "container_image_uris": [
-            uri for container in resources.get("containers", []) for uri in container.get("imageUris", [])
-        ],
-    }
-
-
-def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict[str, Any], log: Any) -> None:
-    """Push the outputs of an AVAILABLE image to XCom under their documented keys, and say what they are."""
-    for key, value in outputs.items():
-        context["ti"].xcom_push(key=key, value=value)
-    log.info(
-        "Image %s is AVAILABLE: AMIs %s, container images %s",
-        image_build_version_arn,
-        outputs["ami_ids"] or "none",
-        outputs["container_image_uris"] or "none",
-    )
-
-
-class StatusTracker:
-    """Logs one line per status transition (with elapsed time) and one warning per unknown status."""
-
-    def __init__(self, image_build_version_arn: str, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
-        self.arn = image_build_version_arn
-        self.log = log
-        self._clock = clock
-        self._started = clock()
-        self._last: str | None = None
-        self._warned: set[str] = set()
-
-    @property
-    def elapsed(self) -> float:
-        return self._clock() - self._started
-
-    def observe(self, state: ImageState) -> str:
-        """Record a status read; return "success", "failure" or "waiting"."""
-        if state.status != self._last:
-            self.log.info("Image %s is %s (%.0fs elapsed)", self.arn, state.status, self.elapsed)
-            self._last = state.status
-        if state.status in SUCCESS_STATES:
-            return "success"
-        if state.status in FAILURE_STATES:
-            return "failure"
-        if state.status not in IN_PROGRESS_STATES and state.status not in self._warned:
-            self._warned.add(state.status)
-            self.log.warning("Image %s has status %s, unknown to this provider; still waiting", self.arn, state.status)
-        return "waiting"
-
-
-def _error_details(error: botocore.exceptions.ClientError) -> tuple[str, str, str | None]:
-    response = error.response
-    code = response.get("Error", {}).get("Code", "Unknown")
-    message = response.get("Error", {}).get("Message") or response.get("message") or str(error)
-    request_id = response.get("ResponseMetadata", {}).get("RequestId")
-    return code, message, request_id
-
-
-def _give_up(operation: str, code: str, message: str, request_id: str | None, attempts: int) -> ImageBuilderApiError:
-    action = ERROR_POLICY.get(code)
-    error_class = ImageBuilderRequestRejected if action == "reject" else ImageBuilderApiError
-    return error_class(operation, code, message, request_id, attempts, ERROR_HINTS.get(code, ""))
-
-
-def _next_delay(policy: RetryPolicy, operation: str, error: BaseException, attempt: int, started: float) -> float:
-    """Return how long to wait before the next attempt, or raise the error the caller should see."""
-    if isinstance(error, botocore.exceptions.ClientError):
-        code, message, request_id = _error_details(error)
-        action = ERROR_POLICY.get(code, "reject" if code not in NOT_FOUND_CODES else "not_found")
-        limit = policy.in_use_attempts if action == "retry_briefly" else policy.max_attempts
-        if action not in ("retry", "retry_briefly"):
-            raise _give_up(operation, code, message, request_id, attempt) from error
-    elif isinstance(error, TRANSPORT_ERRORS):
-        code, message, request_id, limit = type(error).__name__, str(error) or repr(error), None, policy.max_attempts
-    else:
-        raise error
-    delay = policy.delay(attempt)
-    if attempt >= limit or time.monotonic() - started + delay > policy.max_elapsed:
-        raise _give_up(operation, code, message, request_id, attempt) from error
-    return delay
+#: Bound of a cancel sent from ``on_kill``: the triggerer gives ``on_kill`` 30 s by default
+#: (``[triggerer] on_kill_timeout``), a worker gives a killed task 60 s (``killed_task_cleanup_time``).
+ON_KILL_CANCEL_SECONDS = 20.0
 
 
 class ImageBuilderHook(AwsBaseHook):
@@ -239,7 +52,8 @@ class ImageBuilderHook(AwsBaseHook):
     Additional arguments (such as ``aws_conn_id``, ``region_name``, ``verify``, ``config``) are passed down to
     :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`.
 
-    :param api_retry: the :class:`RetryPolicy` (or its fields as a dict) for retried API errors.
+    :param api_retry: the :class:`~airflow_imagebuilder.retry.RetryPolicy` (or its fields as a dict) for
+        retried API errors.
     """
 
     IN_PROGRESS_STATES = IN_PROGRESS_STATES
@@ -263,43 +77,88 @@ class ImageBuilderHook(AwsBaseHook):
             merged = merged.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
         return merged
 
+    def refresh_credentials(self) -> None:
+        """Forget the cached connection and client, so the next call reads the connection's credentials again."""
+        for name in ("conn", "conn_config", "_client"):
+            self.__dict__.pop(name, None)
+
+    def connection_fingerprint(self) -> str:
+        """A digest of the connection's settings, to notice when the connection was edited."""
+        if not self.aws_conn_id:
+            return ""
+        try:
+            conn = self.get_connection(self.aws_conn_id)
+        except Exception:  # not found or not reachable: the client build will say so
+            return ""
+        material = json.dumps(
+            [conn.conn_type, conn.host, conn.login, conn.password, conn.schema, conn.port, conn.extra_dejson],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    async def connection_fingerprint_async(self) -> str:
+        return await sync_to_async(self.connection_fingerprint)()
+
+    def _retry(self, operation: str, policy: RetryPolicy | None = None) -> CallRetry:
+        return CallRetry(policy or self.retry_policy, operation, self.aws_conn_id, time.monotonic)
+
+    def _log_retry(self, operation: str, attempt: int, error: BaseException, delay: float, refresh: bool) -> None:
+        if refresh:
+            self.log.warning("%s: credentials expired (%s); re-reading them and retrying once", operation, error)
+        else:
+            self.log.warning("%s attempt %d failed (%s); retrying in %.1fs", operation, attempt, error, delay)
+
     # ------------------------------------------------------------------------------------------ sync
-    def _call(self, operation: str, function: Callable[..., T], **kwargs: Any) -> T:
-        started, attempt = time.monotonic(), 0
+    def _call(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` of the boto3 client, retrying as the error table says."""
+        retry = self._retry(operation, policy)
         while True:
-            attempt += 1
             try:
-                return function(**kwargs)
+                return getattr(self.conn, method)(**kwargs)
             except (botocore.exceptions.ClientError, *TRANSPORT_ERRORS) as error:
-                delay = _next_delay(self.retry_policy, operation, error, attempt, started)
-                self.log.warning("%s attempt %d failed (%s); retrying in %.1fs", operation, attempt, error, delay)
-                time.sleep(delay)
+                step = retry.failed(error)
+                self._log_retry(operation, retry.attempts, error, step.delay, step.refresh_credentials)
+                if step.refresh_credentials:
+                    self.refresh_credentials()
+                time.sleep(step.delay)
 
     def create_image(self, request: CreateImageRequest) -> dict[str, Any]:
         """Call CreateImage (retried with the request's client token) and return the response."""
-        return self._call("CreateImage", self.conn.create_image, **request.to_api())
+        return self._call("CreateImage", "create_image", **request.to_api())
 
     def get_image(self, image_build_version_arn: str) -> dict[str, Any]:
         """Return the ``image`` member of GetImage."""
-        return self._call("GetImage", self.conn.get_image, imageBuildVersionArn=image_build_version_arn)["image"]
+        return self._call("GetImage", "get_image", imageBuildVersionArn=image_build_version_arn)["image"]
 
     def find_image(self, image_build_version_arn: str) -> dict[str, Any] | None:
         """Like :meth:`get_image`, but ``None`` while the service does not know the image yet."""
         try:
             return self.get_image(image_build_version_arn)
         except ImageBuilderApiError as error:
-            if error.code in NOT_FOUND_CODES:
+            if classify(error.code) is ErrorAction.NOT_FOUND:
                 return None
             raise
+
+    def poll_image(self, image_build_version_arn: str) -> Poll:
+        """One GetImage, as the wait step sees it."""
+        try:
+            return Poll(image=self.find_image(image_build_version_arn))
+        except ImageBuilderApiError as error:
+            return Poll(error=error)
 
     def get_image_state(self, image_build_version_arn: str) -> ImageState:
         return ImageState.of(self.get_image(image_build_version_arn))
 
-    def cancel_image_creation(self, image_build_version_arn: str) -> bool:
-        """Cancel a build; return False (and log why) when the service refuses because it already ended."""
+    def cancel_image_creation(self, image_build_version_arn: str, *, deadline: float | None = None) -> bool:
+        """Cancel a build; return False (and log why) when the service refuses because it already ended.
+
+        :param deadline: give up retrying after this many seconds (for ``on_kill``).
+        """
+        policy = self.retry_policy.bounded(deadline) if deadline is not None else None
         try:
             self._call(
-                "CancelImageCreation", self.conn.cancel_image_creation, **_cancel_request(image_build_version_arn)
+                "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
             )
         except ImageBuilderApiError as error:
             return self._cancel_refused(image_build_version_arn, error)
@@ -312,149 +171,115 @@ class ImageBuilderHook(AwsBaseHook):
         self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
         return False
 
+    def cancel_after_timeout(self, step: Step, cancel: bool) -> Step:
+        """Best-effort cancel of a timed-out build: the timeout stands whatever the cancel answers."""
+        if not cancel:
+            return with_cancel_note(step, None)
+        try:
+            return with_cancel_note(step, self.cancel_image_creation(step.image_build_version_arn))
+        except ImageBuilderError as error:
+            self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
+            return with_cancel_note(step, error)
+
     def wait_for_image(
         self,
         image_build_version_arn: str,
         *,
         waiter_delay: float = 60,
         waiter_max_attempts: int = 720,
-        not_found_grace: float = 120.0,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         known_image: dict[str, Any] | None = None,
+        cancel_on_timeout: bool = True,
     ) -> dict[str, Any]:
-        """Poll until the image is AVAILABLE and return it.
+        """Poll until the image is AVAILABLE and return it; raise the outcome's exception otherwise.
 
-        Logs one line per status transition.  Raises :class:`ImageBuildFailedError` on a failure state and
-        :class:`ImageBuildTimeoutError` (after cancelling the build) when ``waiter_max_attempts`` polls pass.
-        ``known_image`` is the image as the caller just read it; it stands in for the first poll.
+        Logs one line per status transition.  Raises :class:`~.exceptions.ImageBuildFailedError` on a failure
+        state, and :class:`~.exceptions.ImageBuildTimeoutError` when ``waiter_max_attempts`` polls pass (after a
+        best-effort cancel when ``cancel_on_timeout``).  ``known_image`` is the image as the caller just read
+        it; it stands in for the first poll.
         """
-        tracker = StatusTracker(image_build_version_arn, self.log)
-        image = known_image
+        transitions = TransitionLog(image_build_version_arn, self.log)
         for attempt in range(1, waiter_max_attempts + 1):
-            if attempt > 1 or image is None:
-                try:
-                    image = self.find_image(image_build_version_arn)
-                except ImageBuilderRequestRejected:
-                    raise
-                except ImageBuilderApiError as error:
-                    # As in the trigger: throttling, 5xx and transport errors outlasting the retries never end
-                    # the wait; the next poll tries again.
-                    self.log.warning("GetImage of %s failed, still waiting: %s", image_build_version_arn, error)
-                    image = {}
-            if image is None:
-                if tracker.elapsed > not_found_grace:
-                    raise ImageBuilderApiError(
-                        "GetImage",
-                        "ResourceNotFoundException",
-                        not_found_message(image_build_version_arn, tracker.elapsed),
-                    )
-            elif image:
-                state = ImageState.of(image)
-                outcome = tracker.observe(state)
-                if outcome == "success":
-                    return image
-                if outcome == "failure":
-                    raise ImageBuildFailedError(
-                        failure_message(image_build_version_arn, state),
-                        image_build_version_arn,
-                        state.status,
-                        state.reason,
-                    )
-            if attempt < waiter_max_attempts:
-                time.sleep(waiter_delay)
-        self.cancel_image_creation(image_build_version_arn)
-        raise ImageBuildTimeoutError(timeout_message(image_build_version_arn, waiter_delay, waiter_max_attempts))
+            if attempt == 1 and known_image is not None:
+                poll = Poll(image=known_image)
+            else:
+                poll = self.poll_image(image_build_version_arn)
+            step = next_step(
+                image_build_version_arn,
+                poll,
+                elapsed=transitions.elapsed,
+                attempt=attempt,
+                max_attempts=waiter_max_attempts,
+                waiter_delay=waiter_delay,
+                not_found_grace=not_found_grace,
+            )
+            transitions.record(step, poll)
+            if step.outcome is Outcome.SUCCEEDED and poll.image is not None:
+                return dict(poll.image)
+            if step.outcome is Outcome.TIMED_OUT:
+                step = self.cancel_after_timeout(step, cancel_on_timeout)
+            step.raise_for_outcome()
+            time.sleep(waiter_delay)
+        raise ValueError(f"waiter_max_attempts must be at least 1, got {waiter_max_attempts}")
 
     # ------------------------------------------------------------------------------------------ async
-    async def _call_async(self, operation: str, function: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
-        started, attempt = time.monotonic(), 0
-        while True:
-            attempt += 1
-            try:
-                return await function(**kwargs)
-            except (botocore.exceptions.ClientError, *TRANSPORT_ERRORS) as error:
-                delay = _next_delay(self.retry_policy, operation, error, attempt, started)
-                self.log.warning("%s attempt %d failed (%s); retrying in %.1fs", operation, attempt, error, delay)
-                await asyncio.sleep(delay)
+    async def _call_async(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` of the shared aiobotocore client, retrying as the error table says."""
+        retry = self._retry(operation, policy)
+        async with SHARED_CLIENTS.lease(self):
+            while True:
+                client = await SHARED_CLIENTS.client(self)
+                try:
+                    return await getattr(client, method)(**kwargs)
+                except (botocore.exceptions.ClientError, *TRANSPORT_ERRORS) as error:
+                    step = retry.failed(error)
+                    self._log_retry(operation, retry.attempts, error, step.delay, step.refresh_credentials)
+                    if step.refresh_credentials:
+                        self.refresh_credentials()
+                        SHARED_CLIENTS.invalidate(self)
+                    await asyncio.sleep(step.delay)
 
-    async def shared_async_client(self) -> Any:
-        """An aiobotocore client shared by every hook of this event loop with the same connection settings.
-
-        One client per (connection, region, endpoint, verify, botocore config) instead of one per trigger per
-        poll: at fleet scale this is what keeps the triggerer's CPU and memory flat.  Credentials come from the
-        connection's session, whose refreshable credentials outlive any single role session.
-        """
-        return await _SHARED_CLIENTS.get(self)
+    def client_lease(self) -> Any:
+        """``async with hook.client_lease():`` keeps the shared client open across calls (a trigger's wait)."""
+        return SHARED_CLIENTS.lease(self)
 
     async def find_image_async(self, image_build_version_arn: str) -> dict[str, Any] | None:
-        client = await self.shared_async_client()
         try:
-            response = await self._call_async(
-                "GetImage", client.get_image, imageBuildVersionArn=image_build_version_arn
-            )
+            response = await self._call_async("GetImage", "get_image", imageBuildVersionArn=image_build_version_arn)
         except ImageBuilderApiError as error:
-            if error.code in NOT_FOUND_CODES:
+            if classify(error.code) is ErrorAction.NOT_FOUND:
                 return None
             raise
-        return response["image"]
+        return dict(response["image"])
 
-    async def cancel_image_creation_async(self, image_build_version_arn: str) -> bool:
-        client = await self.shared_async_client()
+    async def poll_image_async(self, image_build_version_arn: str) -> Poll:
+        try:
+            return Poll(image=await self.find_image_async(image_build_version_arn))
+        except ImageBuilderApiError as error:
+            return Poll(error=error)
+
+    async def cancel_image_creation_async(self, image_build_version_arn: str, *, deadline: float | None = None) -> bool:
+        policy = self.retry_policy.bounded(deadline) if deadline is not None else None
         try:
             await self._call_async(
-                "CancelImageCreation", client.cancel_image_creation, **_cancel_request(image_build_version_arn)
+                "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
             )
         except ImageBuilderApiError as error:
             return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
 
-
-def not_found_message(image_build_version_arn: str, elapsed: float) -> str:
-    return f"Image {image_build_version_arn} is still not found {elapsed:.0f}s after it was created"
-
-
-def timeout_message(image_build_version_arn: str, waiter_delay: float, waiter_max_attempts: int) -> str:
-    return (
-        f"Image {image_build_version_arn} did not become AVAILABLE within {waiter_max_attempts} polls "
-        f"{waiter_delay}s apart; the build was cancelled"
-    )
-
-
-class _SharedClients:
-    """Per event loop cache of entered aiobotocore clients, keyed by the hook's connection settings."""
-
-    def __init__(self) -> None:
-        self._clients: dict[tuple[Any, ...], Any] = {}
-        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
-
-    @staticmethod
-    def key(hook: ImageBuilderHook) -> tuple[Any, ...]:
-        return (
-            id(asyncio.get_running_loop()),
-            hook.aws_conn_id,
-            hook._region_name,
-            str(hook._verify),
-            json.dumps(getattr(hook._config, "_user_provided_options", {}), sort_keys=True, default=str),
-        )
-
-    async def get(self, hook: ImageBuilderHook) -> Any:
-        key = self.key(hook)
-        client = self._clients.get(key)
-        if client is not None:
-            return client
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if key not in self._clients:
-                context = await hook.get_async_conn()
-                self._clients[key] = await context.__aenter__()
-            return self._clients[key]
-
-    async def close_all(self) -> None:
-        """Close every client of the running loop (tests and benchmarks call this between loops)."""
-        loop_id = id(asyncio.get_running_loop())
-        for key in [key for key in self._clients if key[0] == loop_id]:
-            await self._clients.pop(key).__aexit__(None, None, None)
-            self._locks.pop(key, None)
+    async def cancel_after_timeout_async(self, step: Step, cancel: bool) -> Step:
+        """The async twin of :meth:`cancel_after_timeout`."""
+        if not cancel:
+            return with_cancel_note(step, None)
+        try:
+            return with_cancel_note(step, await self.cancel_image_creation_async(step.image_build_version_arn))
+        except ImageBuilderError as error:
+            self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
+            return with_cancel_note(step, error)
 
 
-_SHARED_CLIENTS = _SharedClients()
+def _cancel_request(image_build_version_arn: str) -> dict[str, Any]:
+    """CancelImageCreation arguments with one client token for all retries of this cancel."""
+    return {"imageBuildVersionArn": image_build_version_arn, "clientToken": str(uuid.uuid4())}

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from airflow.providers.common.compat.sdk import AirflowFailException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
 
 _ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
 _VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
@@ -137,35 +138,21 @@ REQUEST_FIELDS: dict[str, str] = {
 }
 
 
-class InvalidCreateImageRequest(ValueError, AirflowFailException):
-    """A CreateImage request that breaks a rule of the API; raised before any call to AWS.
-
-    The message names each offending field (API name), its value and the rule.  At DAG parse time it is a
-    plain ``ValueError``; at run time it fails the task without Airflow retries (the same values would be
-    rendered again).
-    """
-
-    def __init__(self, errors: list[str], source: str = "CreateImage request") -> None:
-        self.errors = errors
-        super().__init__(f"Invalid {source}: " + "; ".join(errors))
-
-    @classmethod
-    def from_validation_error(
-        cls, error: ValidationError, source: str = "CreateImage request"
-    ) -> InvalidCreateImageRequest:
-        messages = []
-        for item in error.errors(include_url=False):
-            location = ".".join(str(part) for part in item["loc"]) or "request"
-            rule = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "missing":
-                messages.append(f"{location}: is required")
-            elif item["type"] == "extra_forbidden":
-                messages.append(f"{location}: is not a field of CreateImage (value {item['input']!r})")
-            elif location == "request":
-                messages.append(rule)
-            else:
-                messages.append(f"{location}={item['input']!r}: {rule}")
-        return cls(messages, source)
+def validation_messages(error: ValidationError) -> list[str]:
+    """One message per violation, naming the field (API name), the value (shortened) and the rule."""
+    messages = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "request"
+        rule = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            messages.append(f"{location}: is required")
+        elif item["type"] == "extra_forbidden":
+            messages.append(f"{location}: is not a field of CreateImage (value {shorten(item['input'])})")
+        elif location == "request":
+            messages.append(rule)
+        else:
+            messages.append(f"{location}={shorten(item['input'])}: {rule}")
+    return messages
 
 
 def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
@@ -173,4 +160,4 @@ def validate_request(data: dict[str, Any], source: str = "CreateImage request") 
     try:
         return CreateImageRequest.model_validate(data)
     except ValidationError as error:
-        raise InvalidCreateImageRequest.from_validation_error(error, source) from None
+        raise InvalidCreateImageRequest(validation_messages(error), source) from None

@@ -1,4 +1,9 @@
-"""ImageBuilderCreateImageOperator: CreateImage as an idempotent DAG step."""
+"""Operators that start an image build as an idempotent DAG step and (by default) wait for it.
+
+:class:`ImageBuildOperator` holds what every such operator shares: the client token walk, the wait (sync or
+deferred), the outputs, cancel on kill.  A subclass says only which request it renders and which call starts the
+build.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +16,25 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_imagebuilder.exceptions import ImageBuilderError, ImageBuildFailedError
-from airflow_imagebuilder.hooks import (
+from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
+from airflow_imagebuilder.links import ImageBuilderImageLink
+from airflow_imagebuilder.models import REQUEST_FIELDS, validate_request
+from airflow_imagebuilder.outputs import push_image_outputs
+from airflow_imagebuilder.token import derive_client_token
+from airflow_imagebuilder.waiting import (
+    DEFAULT_NOT_FOUND_GRACE,
     FAILURE_STATES,
     SUCCESS_STATES,
-    ImageBuilderHook,
     ImageState,
     failure_message,
     image_outputs,
-    push_image_outputs,
 )
-from airflow_imagebuilder.links import ImageBuilderImageLink
-from airflow_imagebuilder.models import REQUEST_FIELDS, validate_request
-from airflow_imagebuilder.token import derive_client_token
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: Generations tried before giving up: each one is a build that ended in a failure state (or, with
-#: ``force_rebuild``, an AVAILABLE one), so reaching this many means something is wrong with the recipe.
+#: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
+#: means something is wrong with the recipe.
 MAX_GENERATIONS = 100
 #: Stands in for values that are only known after rendering, so literal fields can be checked at parse time.
 _PLACEHOLDERS: dict[str, str] = {
@@ -50,41 +56,35 @@ def is_literal(value: Any) -> bool:
     return not hasattr(value, "resolve")
 
 
-class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
+def client_token_namespace() -> str:
+    """``[imagebuilder] client_token_namespace``: enters every derived token (empty by default)."""
+    return conf.get("imagebuilder", "client_token_namespace", fallback="") or ""
+
+
+class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     """
-    Create an image with EC2 Image Builder and (by default) wait until it is AVAILABLE.
+    Base of the operators that start an image build: client tokens, waiting, outputs and cancel on kill.
 
-    Request keyword arguments are the snake_case names of the CreateImage fields; nested dicts use the API's
-    camelCase keys (snake_case keys are accepted too).  All of them are templated.  Literal values are
-    validated when the DAG is parsed, rendered ones right after rendering, always before any API call.
-
-    Unless ``client_token`` is given, the client token is derived from the task instance and the rendered
-    request, with a generation counter: retries and reruns follow the build already in flight, reuse an image
-    already AVAILABLE (unless ``force_rebuild``), and start a new build only after a FAILED or CANCELLED one.
+    Unless ``client_token`` is given, the client token is derived from the task instance, the rendered request
+    and ``[imagebuilder] client_token_namespace``, with a generation counter: retries and reruns follow the
+    build already in flight, reuse an image already AVAILABLE, and start a new build only after a FAILED or
+    CANCELLED one.  With ``force_rebuild=True`` the tokens also carry the first try number of the current series
+    of tries (a clear starts a new series, a retry does not): a rerun builds anew, while a retry follows or
+    reuses the build its own series already started.
 
     Returns the image build version ARN.  XCom keys pushed: ``client_token``; once AVAILABLE, ``amis``
     (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``) and
     ``container_image_uris``.
 
-    :param infrastructure_configuration_arn: ARN of the infrastructure configuration (required).
-    :param image_recipe_arn: ARN of the image recipe (exactly one recipe is required).
-    :param container_recipe_arn: ARN of the container recipe.
-    :param distribution_configuration_arn: ARN of the distribution configuration.
-    :param enhanced_image_metadata_enabled: collect OS version and package list.
-    :param execution_role: name or ARN of the IAM role Image Builder uses for workflow actions.
-    :param image_scanning_configuration: ``{"imageScanningEnabled": ..., "ecrConfiguration": {...}}``.
-    :param image_tests_configuration: ``{"imageTestsEnabled": ..., "timeoutMinutes": 60..1440}``.
-    :param tags: up to 50 tags of the image.
-    :param workflows: workflow configurations (``workflowArn``, ``parameters``, ``parallelGroup``, ``onFailure``).
-    :param logging_configuration: ``{"logGroupName": ...}``.
     :param client_token: use this client token verbatim for every try instead of deriving one.
     :param force_rebuild: build anew even when an identical request already produced an AVAILABLE image.
     :param wait_for_completion: wait until the image is AVAILABLE (default True).
     :param waiter_delay: seconds between two status polls (default 30).
-    :param waiter_max_attempts: polls before giving up and cancelling the build (default 1440: 12 hours).
+    :param waiter_max_attempts: polls before giving up (default 1440: 12 hours).
     :param deferrable: wait in the triggerer instead of the worker (default ``[operators] default_deferrable``).
-    :param cancel_on_kill: cancel the build when the task is killed, marked failed or times out (default True).
-    :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for throttled/5xx API calls.
+    :param cancel_on_kill: cancel the build when the task is killed, marked failed or its wait times out
+        (default True).
+    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for throttled/5xx API calls.
     :param aws_conn_id: the Airflow connection used for AWS credentials.
     :param region_name: AWS region; defaults to the connection's.
     :param verify: whether or not to verify SSL certificates.
@@ -92,53 +92,14 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
     """
 
     aws_hook_class = ImageBuilderHook
-    template_fields: Sequence[str] = aws_template_fields(*REQUEST_FIELDS.values())
-    template_fields_renderers = {
-        "image_scanning_configuration": "json",
-        "image_tests_configuration": "json",
-        "tags": "json",
-        "workflows": "json",
-        "logging_configuration": "json",
-    }
     operator_extra_links = (ImageBuilderImageLink(),)
     ui_color = "#ff9900"
-
-    # Instance attributes, stored by __init__ in one update (see there).
-    infrastructure_configuration_arn: str
-    image_recipe_arn: str | None
-    container_recipe_arn: str | None
-    distribution_configuration_arn: str | None
-    enhanced_image_metadata_enabled: bool | None
-    execution_role: str | None
-    image_scanning_configuration: dict[str, Any] | None
-    image_tests_configuration: dict[str, Any] | None
-    tags: dict[str, str] | None
-    workflows: list[dict[str, Any]] | None
-    logging_configuration: dict[str, Any] | None
-    client_token: str | None
-    force_rebuild: bool
-    wait_for_completion: bool
-    waiter_delay: float
-    waiter_max_attempts: int
-    deferrable: bool
-    cancel_on_kill: bool
-    api_retry: dict[str, Any] | None
-    _in_flight_arn: str | None
+    #: The API operation that starts a build (for logs and messages).
+    start_operation = ""
 
     def __init__(
         self,
         *,
-        infrastructure_configuration_arn: str,
-        image_recipe_arn: str | None = None,
-        container_recipe_arn: str | None = None,
-        distribution_configuration_arn: str | None = None,
-        enhanced_image_metadata_enabled: bool | None = None,
-        execution_role: str | None = None,
-        image_scanning_configuration: dict[str, Any] | None = None,
-        image_tests_configuration: dict[str, Any] | None = None,
-        tags: dict[str, str] | None = None,
-        workflows: list[dict[str, Any]] | None = None,
-        logging_configuration: dict[str, Any] | None = None,
         client_token: str | None = None,
         force_rebuild: bool = False,
         wait_for_completion: bool = True,
@@ -150,76 +111,33 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # One dict update instead of 20 assignments: BaseOperator.__setattr__ costs a few microseconds per
-        # attribute (converters, init-kwargs tracking), which showed in DAG parse time at 100 tasks per file.
-        # Nothing in it applies here: no converters for these names, the init kwargs already hold these values,
-        # and XComArg dependencies of template fields are collected after __init__.
-        vars(self).update(
-            infrastructure_configuration_arn=infrastructure_configuration_arn,
-            image_recipe_arn=image_recipe_arn,
-            container_recipe_arn=container_recipe_arn,
-            distribution_configuration_arn=distribution_configuration_arn,
-            enhanced_image_metadata_enabled=enhanced_image_metadata_enabled,
-            execution_role=execution_role,
-            image_scanning_configuration=image_scanning_configuration,
-            image_tests_configuration=image_tests_configuration,
-            tags=tags,
-            workflows=workflows,
-            logging_configuration=logging_configuration,
-            client_token=client_token,
-            force_rebuild=force_rebuild,
-            wait_for_completion=wait_for_completion,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            deferrable=deferrable,
-            cancel_on_kill=cancel_on_kill,
-            api_retry=api_retry,
-            _in_flight_arn=None,
-        )
+        self.client_token = client_token
+        self.force_rebuild = force_rebuild
+        self.wait_for_completion = wait_for_completion
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.api_retry = api_retry
+        self._in_flight_arn: str | None = None
         if force_rebuild and client_token is not None:
             raise ValueError(
                 f"{self.task_id}: force_rebuild=True needs a derived client token; a fixed client_token always "
                 "names the same build. Drop client_token or force_rebuild."
             )
-        self._validate_literal_fields()
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
         return {**super()._hook_parameters, "api_retry": self.api_retry}
 
-    # ------------------------------------------------------------------------------------ the request
-    def _request_values(self) -> dict[str, Any]:
-        """Current values of the request fields, by API name (None means "not set")."""
-        return {api_name: getattr(self, attribute) for api_name, attribute in REQUEST_FIELDS.items()}
-
-    def _validate_literal_fields(self) -> None:
-        """Check literal values at DAG parse time; templated ones are checked after rendering."""
-        values = self._request_values()
-        data: dict[str, Any] = {}
-        for name, value in values.items():
-            if value is None:
-                continue
-            if is_literal(value):
-                data[name] = value
-            elif name in _PLACEHOLDERS:
-                data[name] = _PLACEHOLDERS[name]
-        if (
-            "imageRecipeArn" in data
-            and "containerRecipeArn" in data
-            and not (is_literal(values["imageRecipeArn"]) and is_literal(values["containerRecipeArn"]))
-        ):
-            data.pop("imageRecipeArn" if not is_literal(values["imageRecipeArn"]) else "containerRecipeArn")
-        data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        validate_request(data, source=f"CreateImage request of task {self.task_id!r}")
-
+    # ------------------------------------------------------------------------------- for subclasses
     def _rendered_request(self) -> dict[str, Any]:
-        """The rendered request without client token, validated and normalised to API form."""
-        data = {name: value for name, value in self._request_values().items() if value is not None}
-        data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        request = validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
-        if self.client_token is None:
-            del request["clientToken"]
-        return request
+        """The rendered request in API form, validated, without ``clientToken`` unless the user gave one."""
+        raise NotImplementedError
+
+    def _start_build(self, request: dict[str, Any], token: str) -> str:
+        """Send the request with ``token``; return the image build version ARN."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
@@ -253,24 +171,35 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
             )
         self._in_flight_arn = arn
         image = self.hook.wait_for_image(
-            arn, waiter_delay=self.waiter_delay, waiter_max_attempts=self.waiter_max_attempts, known_image=image
+            arn,
+            waiter_delay=self.waiter_delay,
+            waiter_max_attempts=self.waiter_max_attempts,
+            not_found_grace=DEFAULT_NOT_FOUND_GRACE,
+            known_image=image,
+            cancel_on_timeout=self.cancel_on_kill,
         )
         self._in_flight_arn = None
         push_image_outputs(context, arn, image_outputs(image), self.log)
         return arn
 
+    def _token(self, context: Context, request: dict[str, Any], generation: int) -> str:
+        if self.client_token is not None:
+            return self.client_token
+        ti = context["ti"]
+        identity = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+        # A clear sets max_tries to try_number + retries, so this is the first try number of the current series.
+        series = ti.max_tries - (self.retries or 0) + 1 if self.force_rebuild else None
+        return derive_client_token(identity, request, generation, namespace=client_token_namespace(), series=series)
+
     def _start_or_find_build(self, context: Context, request: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
-        """Send CreateImage with the token of each generation until one names a build worth following.
+        """Send the start call with the token of each generation until one names a build worth following.
 
         Returns (ARN, client token, the image as just read: AVAILABLE when reused, None while not yet visible).
         """
-        ti = context["ti"]
-        identity = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
         for generation in range(MAX_GENERATIONS):
-            token = self.client_token or derive_client_token(identity, request, generation)
-            self.log.info("CreateImage with client token %s (generation %d)", token, generation)
-            response = self.hook.create_image(validate_request({**request, "clientToken": token}))
-            arn = response["imageBuildVersionArn"]
+            token = self._token(context, request, generation)
+            self.log.info("%s with client token %s (generation %d)", self.start_operation, token, generation)
+            arn = self._start_build(request, token)
             image = self.hook.find_image(arn)
             state = ImageState.of(image) if image is not None else ImageState("PENDING")
             if state.status in FAILURE_STATES:
@@ -285,17 +214,16 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
                 self.log.info("%s; starting a new build with the next client token", failure_message(arn, state))
                 continue
             if state.status in SUCCESS_STATES:
-                if self.force_rebuild:
-                    self.log.info("Image %s is AVAILABLE; force_rebuild=True, so building anew", arn)
-                    continue
                 self.log.info(
-                    "Reusing image %s: an identical request of this task instance already built it and it is "
-                    "AVAILABLE (client token %s). Pass force_rebuild=True to build anew.",
+                    "Reusing image %s: an identical request of this task instance%s already built it and it is "
+                    "AVAILABLE (client token %s).%s",
                     arn,
+                    " (in this series of tries)" if self.force_rebuild else "",
                     token,
+                    "" if self.force_rebuild else " Pass force_rebuild=True to build anew.",
                 )
-                return arn, token, image
-            self.log.info("Following image %s (status %s)", arn, state.status)
+            else:
+                self.log.info("Following image %s (status %s)", arn, state.status)
             return arn, token, image
         raise ImageBuilderError(
             f"{MAX_GENERATIONS} builds of this request (client tokens of generations 0-{MAX_GENERATIONS - 1}) "
@@ -311,6 +239,109 @@ class ImageBuilderCreateImageOperator(AwsBaseOperator[ImageBuilderHook]):
         return arn
 
     def on_kill(self) -> None:
-        """Cancel the build this task is waiting for."""
-        if self.cancel_on_kill and self._in_flight_arn:
-            self.hook.cancel_image_creation(self._in_flight_arn)
+        """Cancel the build this task is waiting for (bounded, so it fits the time a killed task is given)."""
+        if not (self.cancel_on_kill and self._in_flight_arn):
+            return
+        try:
+            self.hook.cancel_image_creation(self._in_flight_arn, deadline=ON_KILL_CANCEL_SECONDS)
+        except ImageBuilderError as error:
+            self.log.warning("Could not cancel image %s on kill: %s", self._in_flight_arn, error)
+
+
+class ImageBuilderCreateImageOperator(ImageBuildOperator):
+    """
+    Create an image with EC2 Image Builder's CreateImage and (by default) wait until it is AVAILABLE.
+
+    Request keyword arguments are the snake_case names of the CreateImage fields; nested dicts use the API's
+    camelCase keys (snake_case keys are accepted too).  All of them are templated.  Literal values are
+    validated when the DAG is parsed, rendered ones right after rendering, always before any API call.
+    Client tokens, waiting, outputs and the remaining arguments: see :class:`ImageBuildOperator`.
+
+    :param infrastructure_configuration_arn: ARN of the infrastructure configuration (required).
+    :param image_recipe_arn: ARN of the image recipe (exactly one recipe is required).
+    :param container_recipe_arn: ARN of the container recipe.
+    :param distribution_configuration_arn: ARN of the distribution configuration.
+    :param enhanced_image_metadata_enabled: collect OS version and package list.
+    :param execution_role: name or ARN of the IAM role Image Builder uses for workflow actions.
+    :param image_scanning_configuration: ``{"imageScanningEnabled": ..., "ecrConfiguration": {...}}``.
+    :param image_tests_configuration: ``{"imageTestsEnabled": ..., "timeoutMinutes": 60..1440}``.
+    :param tags: up to 50 tags of the image.
+    :param workflows: workflow configurations (``workflowArn``, ``parameters``, ``parallelGroup``, ``onFailure``).
+    :param logging_configuration: ``{"logGroupName": ...}``.
+    """
+
+    template_fields: Sequence[str] = aws_template_fields(*REQUEST_FIELDS.values())
+    template_fields_renderers = {
+        "image_scanning_configuration": "json",
+        "image_tests_configuration": "json",
+        "tags": "json",
+        "workflows": "json",
+        "logging_configuration": "json",
+    }
+    start_operation = "CreateImage"
+
+    def __init__(
+        self,
+        *,
+        infrastructure_configuration_arn: str,
+        image_recipe_arn: str | None = None,
+        container_recipe_arn: str | None = None,
+        distribution_configuration_arn: str | None = None,
+        enhanced_image_metadata_enabled: bool | None = None,
+        execution_role: str | None = None,
+        image_scanning_configuration: dict[str, Any] | None = None,
+        image_tests_configuration: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        workflows: list[dict[str, Any]] | None = None,
+        logging_configuration: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.infrastructure_configuration_arn = infrastructure_configuration_arn
+        self.image_recipe_arn = image_recipe_arn
+        self.container_recipe_arn = container_recipe_arn
+        self.distribution_configuration_arn = distribution_configuration_arn
+        self.enhanced_image_metadata_enabled = enhanced_image_metadata_enabled
+        self.execution_role = execution_role
+        self.image_scanning_configuration = image_scanning_configuration
+        self.image_tests_configuration = image_tests_configuration
+        self.tags = tags
+        self.workflows = workflows
+        self.logging_configuration = logging_configuration
+        self._validate_literal_fields()
+
+    def _request_values(self) -> dict[str, Any]:
+        """Current values of the request fields, by API name (None means "not set")."""
+        return {api_name: getattr(self, attribute) for api_name, attribute in REQUEST_FIELDS.items()}
+
+    def _validate_literal_fields(self) -> None:
+        """Check literal values at DAG parse time; templated ones are checked after rendering."""
+        values = self._request_values()
+        data: dict[str, Any] = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if is_literal(value):
+                data[name] = value
+            elif name in _PLACEHOLDERS:
+                data[name] = _PLACEHOLDERS[name]
+        if (
+            "imageRecipeArn" in data
+            and "containerRecipeArn" in data
+            and not (is_literal(values["imageRecipeArn"]) and is_literal(values["containerRecipeArn"]))
+        ):
+            data.pop("imageRecipeArn" if not is_literal(values["imageRecipeArn"]) else "containerRecipeArn")
+        data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
+        validate_request(data, source=f"CreateImage request of task {self.task_id!r}")
+
+    def _rendered_request(self) -> dict[str, Any]:
+        data = {name: value for name, value in self._request_values().items() if value is not None}
+        data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
+        request = validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
+        if self.client_token is None:
+            del request["clientToken"]
+        return request
+
+    def _start_build(self, request: dict[str, Any], token: str) -> str:
+        response = self.hook.create_image(validate_request({**request, "clientToken": token}))
+        return str(response["imageBuildVersionArn"])

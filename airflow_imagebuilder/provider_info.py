@@ -31,4 +31,21 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.triggers"]}
         ],
         "extra-links": ["airflow_imagebuilder.links.ImageBuilderImageLink"],
+        "config": {
+            "imagebuilder": {
+                "description": "Settings of the EC2 Image Builder provider (airflow-imagebuilder).",
+                "options": {
+                    "client_token_namespace": {
+                        "description": "Enters every client token the operators derive. Deployments that share "
+                        "an AWS account and DAG ids (staging and production) set different namespaces, so they "
+                        "never follow or reuse each other's builds; keep it when moving a deployment (blue/green) "
+                        "so the new one keeps reusing the old one's builds. Empty: no namespace.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "production",
+                        "default": "",
+                    }
+                },
+            }
+        },
     }

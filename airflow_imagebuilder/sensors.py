@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import PokeReturnValue, conf, timezone
 
-from airflow_imagebuilder.exceptions import ImageBuildFailedError
-from airflow_imagebuilder.hooks import (
-    ImageBuilderHook,
-    ImageState,
-    StatusTracker,
-    failure_message,
-    image_outputs,
-    push_image_outputs,
-)
+from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderImageLink
+from airflow_imagebuilder.outputs import push_image_outputs
+from airflow_imagebuilder.waiting import DEFAULT_NOT_FOUND_GRACE, TransitionLog, next_step
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -32,9 +27,13 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
 
     Works in ``poke``, ``reschedule`` and deferrable mode; ``timeout`` means the same in all three.  Once
     AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris``) and
-    returns the ARN.  The sensor only watches: it never cancels the build.
+    returns the ARN.  The sensor only watches: it never cancels the build.  Each poke is decided by
+    :func:`~airflow_imagebuilder.waiting.next_step`, as in the operator's wait and the trigger: an ARN the
+    service does not know fails the task once ``not_found_grace`` has passed; an error waiting cannot mend
+    (credentials, permissions, a bad parameter) fails it at the first answer.
 
     :param image_build_version_arn: the image build version ARN, e.g. ``create.output`` (templated).
+    :param not_found_grace: seconds during which "not found" is taken for eventual consistency (default 120).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
     :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for throttled/5xx API calls.
@@ -56,13 +55,15 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
         api_retry: dict[str, Any] | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.image_build_version_arn = image_build_version_arn
         self.deferrable = deferrable
         self.api_retry = api_retry
-        self._tracker: StatusTracker | None = None
+        self.not_found_grace = not_found_grace
+        self._transitions: TransitionLog | None = None
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
@@ -95,27 +96,32 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
                 botocore_config=self.botocore_config,
                 cancel_on_kill=False,
                 api_retry=self.api_retry,
+                not_found_grace=max(0.0, self.not_found_grace - self._elapsed(context)),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
+    def _elapsed(self, context: Context) -> float:
+        """Seconds since this sensor started watching (across reschedules in reschedule mode)."""
+        if self.reschedule:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return (timezone.utcnow() - first).total_seconds()
+        return self._transitions.elapsed if self._transitions is not None else 0.0
+
     def poke(self, context: Context) -> PokeReturnValue | bool:
         arn = self._checked_arn()
-        if self._tracker is None:
-            self._tracker = StatusTracker(arn, self.log)
+        if self._transitions is None:
+            self._transitions = TransitionLog(arn, self.log, time.monotonic)
             ImageBuilderImageLink.record(context, self, arn)
-        image = self.hook.find_image(arn)
-        if image is None:  # not visible yet right after CreateImage
+        poll = self.hook.poll_image(arn)
+        step = next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
+        outputs = self._transitions.record(step, poll).raise_for_outcome()
+        if outputs is None:
             return False
-        state = ImageState.of(image)
-        outcome = self._tracker.observe(state)
-        if outcome == "failure":
-            raise ImageBuildFailedError(failure_message(arn, state), arn, state.status, state.reason)
-        if outcome == "success":
-            push_image_outputs(context, arn, image_outputs(image), self.log)
-            return PokeReturnValue(is_done=True, xcom_value=arn)
-        return False
+        push_image_outputs(context, arn, outputs, self.log)
+        return PokeReturnValue(is_done=True, xcom_value=arn)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         from airflow_imagebuilder.triggers import resolve_event

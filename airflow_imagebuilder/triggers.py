@@ -7,25 +7,11 @@ from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_imagebuilder.exceptions import (
-    ImageBuilderApiError,
-    ImageBuilderError,
-    ImageBuilderRequestRejected,
-    ImageBuildFailedError,
-    ImageBuildTimeoutError,
-)
-from airflow_imagebuilder.hooks import (
-    ImageBuilderHook,
-    ImageState,
-    StatusTracker,
-    failure_message,
-    image_outputs,
-    not_found_message,
-    timeout_message,
-)
+from airflow_imagebuilder.exceptions import ImageBuilderError
+from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
+from airflow_imagebuilder.waiting import DEFAULT_NOT_FOUND_GRACE, Outcome, Step, TransitionLog, next_step
 
 
 class ImageBuilderImageTrigger(BaseTrigger):
@@ -33,7 +19,10 @@ class ImageBuilderImageTrigger(BaseTrigger):
     Fire when an image build version reaches AVAILABLE or a failure state.
 
     Serializes only identifiers and settings; credentials are read through the Airflow connection when the
-    trigger runs.  API throttling, 5xx and transport errors during the wait are retried and never end it.
+    trigger runs.  Each poll is decided by :func:`~airflow_imagebuilder.waiting.next_step`, as in the sync
+    wait: throttling, 5xx and transport errors never end the wait; any other error ends it at once.  The event
+    is :meth:`~airflow_imagebuilder.waiting.Step.to_event`; :func:`resolve_event` turns it back into the sync
+    path's result or exception.
 
     :param image_build_version_arn: the image build version to follow.
     :param waiter_delay: seconds between two GetImage calls.
@@ -60,7 +49,7 @@ class ImageBuilderImageTrigger(BaseTrigger):
         botocore_config: dict[str, Any] | None = None,
         cancel_on_kill: bool = True,
         api_retry: dict[str, Any] | None = None,
-        not_found_grace: float = 120.0,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
     ) -> None:
         super().__init__()
         self.image_build_version_arn = image_build_version_arn
@@ -102,77 +91,57 @@ class ImageBuilderImageTrigger(BaseTrigger):
             api_retry=self.api_retry,
         )
 
-    def _event(self, status: str, state: ImageState | None = None, **extra: Any) -> TriggerEvent:
-        payload: dict[str, Any] = {"status": status, "image_build_version_arn": self.image_build_version_arn}
-        if state is not None:
-            payload.update(image_status=state.status, reason=state.reason, failure_context=state.failure_context)
-        return TriggerEvent(payload | extra)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in self._wait():
-            # Once a user killed the task (on_kill), fire nothing: a cleared task must start afresh, not resume
-            # with the CANCELLED status its own kill caused.
-            if not self._killed:
-                yield event
-            return
+        async with self.hook.client_lease():
+            step = await self._wait()
+        # Once a user killed the task (on_kill), fire nothing: a cleared task must start afresh, not resume
+        # with the CANCELLED status its own kill caused.
+        if not self._killed:
+            yield TriggerEvent(step.to_event())
 
-    async def _wait(self) -> AsyncIterator[TriggerEvent]:
-        tracker = StatusTracker(self.image_build_version_arn, self.log)
-        for attempt in range(1, self.waiter_max_attempts + 1):
-            try:
-                image = await self.hook.find_image_async(self.image_build_version_arn)
-            except ImageBuilderRequestRejected as error:
-                yield self._event("error", message=str(error), code=error.code)
-                return
-            except ImageBuilderApiError as error:
-                # Throttling, 5xx and transport errors outlasting the hook's retries: keep waiting.
-                self.log.warning("GetImage of %s failed, still waiting: %s", self.image_build_version_arn, error)
-                image = {}
-            if image is None and tracker.elapsed > self.not_found_grace:
-                yield self._event(
-                    "error",
-                    code="ResourceNotFoundException",
-                    message=not_found_message(self.image_build_version_arn, tracker.elapsed),
-                )
-                return
-            if image:
-                state = ImageState.of(image)
-                outcome = tracker.observe(state)
-                if outcome == "success":
-                    yield self._event("success", state, outputs=image_outputs(image))
-                    return
-                if outcome == "failure":
-                    yield self._event("failure", state, message=failure_message(self.image_build_version_arn, state))
-                    return
-            if attempt < self.waiter_max_attempts:
-                await asyncio.sleep(self.waiter_delay)
-        if self.cancel_on_kill:
-            await self.hook.cancel_image_creation_async(self.image_build_version_arn)
-        yield self._event(
-            "timeout",
-            message=timeout_message(self.image_build_version_arn, self.waiter_delay, self.waiter_max_attempts),
-        )
+    async def _wait(self) -> Step:
+        arn = self.image_build_version_arn
+        transitions = TransitionLog(arn, self.log)
+        attempt = 0
+        while True:
+            attempt += 1
+            poll = await self.hook.poll_image_async(arn)
+            step = next_step(
+                arn,
+                poll,
+                elapsed=transitions.elapsed,
+                attempt=attempt,
+                max_attempts=self.waiter_max_attempts,
+                waiter_delay=self.waiter_delay,
+                not_found_grace=self.not_found_grace,
+            )
+            transitions.record(step, poll)
+            if step.outcome is Outcome.TIMED_OUT:
+                return await self.hook.cancel_after_timeout_async(step, self.cancel_on_kill)
+            if step.outcome.final:
+                return step
+            await asyncio.sleep(self.waiter_delay)
 
     async def on_kill(self) -> None:
-        """Cancel the build when a user marks the deferred task failed or clears it (Airflow 3.3+)."""
+        """Cancel the build when a user marks the deferred task failed or clears it (Airflow 3.3+).
+
+        Bounded to fit the triggerer's ``on_kill`` time; a failed cancel is logged, never raised.
+        """
         self._killed = True
-        if self.cancel_on_kill:
-            await self.hook.cancel_image_creation_async(self.image_build_version_arn)
+        if not self.cancel_on_kill:
+            return
+        try:
+            await asyncio.wait_for(
+                self.hook.cancel_image_creation_async(self.image_build_version_arn, deadline=ON_KILL_CANCEL_SECONDS),
+                timeout=ON_KILL_CANCEL_SECONDS + 5,
+            )
+        except (ImageBuilderError, asyncio.TimeoutError) as error:
+            self.log.warning("Could not cancel image %s on kill: %s", self.image_build_version_arn, error)
 
 
 def resolve_event(event: dict[str, Any] | None) -> dict[str, Any]:
-    """Turn a trigger event back into the sync path's result: the outputs, or the same exception it raises."""
-    if not event or "status" not in event or "image_build_version_arn" not in event:
-        raise ImageBuilderError(f"Malformed event from ImageBuilderImageTrigger: {event!r}")
-    arn, status = event["image_build_version_arn"], event["status"]
-    if status == "success":
-        return dict(event["outputs"])
-    if status == "failure":
-        raise ImageBuildFailedError(event["message"], arn, event["image_status"], event.get("reason"))
-    if status == "timeout":
-        raise ImageBuildTimeoutError(event["message"])
-    if status == "error" and event.get("code") == "ResourceNotFoundException":
-        raise ImageBuilderError(event["message"])
-    if status == "error":
-        raise AirflowFailException(event["message"])
-    raise ImageBuilderError(f"Unknown status {status!r} in event from ImageBuilderImageTrigger: {event!r}")
+    """Turn a trigger event back into the sync path's result: the outputs, or the very exception it raises."""
+    step = Step.from_event(event)
+    if step.outcome is Outcome.WAITING:
+        raise ImageBuilderError(f"ImageBuilderImageTrigger fired without an outcome: {event!r}")
+    return step.raise_for_outcome() or {}

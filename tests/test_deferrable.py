@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from airflow_imagebuilder.hooks import _SHARED_CLIENTS, ImageBuilderHook
+from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, task_states, xcom
 from tests.test_token_rules import run
@@ -41,7 +42,7 @@ def events_of(trigger: ImageBuilderImageTrigger) -> list[dict]:
         try:
             return [event.payload async for event in trigger.run()]
         finally:
-            await _SHARED_CLIENTS.close_all()
+            assert SHARED_CLIENTS.open_groups() == 0, "a shared client outlived its users"
 
     return asyncio.run(collect())
 
@@ -96,7 +97,7 @@ def test_trigger_rejected_call_is_an_error_event(fast_emulator):
     arn = start_build(fast_emulator)
     fast_emulator.add_fault("GetImage", code="ForbiddenException", message="not authorized")
     [event] = events_of(make_trigger(arn))
-    assert event["status"] == "error" and event["code"] == "ForbiddenException" and "not authorized" in event["message"]
+    assert event["status"] == "error" and event["error"]["code"] == "ForbiddenException" and "not authorized" in event["message"]
 
 
 def test_trigger_timeout_cancels_the_build(fast_emulator):
@@ -115,26 +116,30 @@ def test_trigger_on_kill_cancels_the_build(fast_emulator):
         try:
             await make_trigger(arn).on_kill()
         finally:
-            await _SHARED_CLIENTS.close_all()
+            assert SHARED_CLIENTS.open_groups() == 0, "a shared client outlived its users"
 
     asyncio.run(kill())
     assert fast_emulator.state.status(arn) == "CANCELLED"
 
 
-def test_triggers_in_one_loop_share_one_client(fast_emulator):
+def test_triggers_in_one_loop_share_one_client_closed_after_the_last(fast_emulator, monkeypatch):
     arns = [start_build(fast_emulator, token=f"t{index}") for index in range(20)]
+    opened = []
+    original = ImageBuilderHook.get_async_conn
+
+    async def counting_get_async_conn(self):
+        opened.append(self.aws_conn_id)
+        return await original(self)
+
+    monkeypatch.setattr(ImageBuilderHook, "get_async_conn", counting_get_async_conn)
 
     async def many():
-        try:
-            triggers = [make_trigger(arn) for arn in arns]
-            results = await asyncio.gather(*[_first(trigger) for trigger in triggers])
-            clients = {id(await trigger.hook.shared_async_client()) for trigger in triggers}
-            return results, clients
-        finally:
-            await _SHARED_CLIENTS.close_all()
+        results = await asyncio.gather(*[_first(make_trigger(arn)) for arn in arns])
+        return results, SHARED_CLIENTS.open_groups()
 
-    results, clients = asyncio.run(many())
-    assert {event["status"] for event in results} == {"success"} and len(clients) == 1
+    results, open_after = asyncio.run(many())
+    assert {event["status"] for event in results} == {"success"}
+    assert opened == ["aws_default"] and open_after == 0
 
 
 async def _first(trigger):
@@ -172,7 +177,7 @@ def test_hook_async_and_sync_read_the_same_state(fast_emulator):
         try:
             return await hook.find_image_async(arn)
         finally:
-            await _SHARED_CLIENTS.close_all()
+            assert SHARED_CLIENTS.open_groups() == 0, "a shared client outlived its users"
 
     assert asyncio.run(read())["arn"] == hook.get_image(arn)["arn"]
 
@@ -218,7 +223,7 @@ def test_trigger_killed_by_a_user_cancels_and_fires_nothing(fast_emulator):
             with pytest.raises(StopAsyncIteration):
                 await reader
         finally:
-            await _SHARED_CLIENTS.close_all()
+            assert SHARED_CLIENTS.open_groups() == 0, "a shared client outlived its users"
 
     asyncio.run(kill_while_waiting())
     assert fast_emulator.state.status(arn) == "CANCELLED"

@@ -124,7 +124,7 @@ def test_not_found_right_after_create_is_eventual_consistency(monkeypatch):
         assert image["state"]["status"] == "AVAILABLE"
         assert "ResourceNotFoundException" in [entry.outcome for entry in emulator.journal("GetImage")]
         missing = arn.replace("/1", "/99")
-        with pytest.raises(ImageBuilderApiError, match=r"/99 is still not found \d+s after it was created"):
+        with pytest.raises(ImageBuilderApiError, match=r"/99 was still not found after more than \d+s of waiting"):
             hook.wait_for_image(missing, waiter_delay=0.05, waiter_max_attempts=100, not_found_grace=0.2)
 
 

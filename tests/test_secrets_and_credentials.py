@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from airflow_imagebuilder.hooks import _SHARED_CLIENTS, ImageBuilderHook
+from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.testing.processes import free_port
 from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, load_dag
@@ -140,7 +141,7 @@ def test_trigger_outlives_assumed_role_credentials(assumed_role_connection):
                 traveller.shift(dt.timedelta(hours=2))
                 return (await reader).payload
         finally:
-            await _SHARED_CLIENTS.close_all()
+            assert SHARED_CLIENTS.open_groups() == 0, "a shared client outlived its users"
 
     event = asyncio.run(wait_across_expiry())
     assert event["status"] == "success"
