@@ -1,7 +1,9 @@
 """``make demo``: the golden-AMI chain DAG end to end against the local emulator and moto, no AWS account.
 
-Starts the Image Builder emulator and moto server on loopback, runs ``airflow dags test imagebuilder_golden_ami``
-in a throwaway Airflow home, prints what happened and stops everything it started.
+Starts the Image Builder emulator (strict mode) and moto server on loopback, creates the recipe, infrastructure
+and distribution configurations the DAG names with the same boto3 calls infrastructure code makes, runs
+``airflow dags test imagebuilder_golden_ami`` in a throwaway Airflow home, prints what happened and stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -15,22 +17,45 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from airflow_imagebuilder.testing import EmulatorControl
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 
 ROOT = Path(__file__).resolve().parent.parent
-DISTRIBUTION = "arn:aws:imagebuilder:us-east-1:123456789012:distribution-configuration/golden-regions"
 PARAMETER = "/golden-ami/golden-base/latest"
 TRANSITION = re.compile(r"Image arn:\S+ is [A-Z]+ \(\d+s elapsed\)")
+
+
+def seed(imagebuilder: Any) -> None:
+    """The recipe and configurations the example DAG names, created as infrastructure code creates them."""
+    imagebuilder.create_image_recipe(
+        name="golden-base",
+        semanticVersion="1.0.0",
+        parentImage="arn:aws:imagebuilder:us-east-1:aws:image/amazon-linux-2023-x86/x.x.x",
+        components=[{"componentArn": "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"}],
+    )
+    imagebuilder.create_infrastructure_configuration(
+        name="golden-build", instanceProfileName="EC2InstanceProfileForImageBuilder", instanceTypes=["t3.large"]
+    )
+    imagebuilder.create_distribution_configuration(
+        name="golden-regions",
+        distributions=[
+            {"region": region, "amiDistributionConfiguration": {"name": "golden-base-{{ imagebuilder:buildDate }}"}}
+            for region in ("us-east-1", "eu-west-1")
+        ],
+    )
 
 
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="imagebuilder-demo-"))
     started = time.monotonic()
     try:
-        with emulator_process(phase_seconds=2.0, log_dir=home) as emulator, moto_process(log_dir=home) as moto:
-            EmulatorControl(emulator.endpoint_url).set_distribution_regions(DISTRIBUTION, ["us-east-1", "eu-west-1"])
+        with (
+            emulator_process(phase_seconds=2.0, log_dir=home, strict=True) as emulator,
+            moto_process(log_dir=home) as moto,
+        ):
+            seed(local_client("imagebuilder", emulator.endpoint_url))
             env = {
                 **os.environ,
                 "AIRFLOW_HOME": str(home),

@@ -19,6 +19,7 @@ from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -75,9 +76,9 @@ class ServiceProcess:
 
 
 def emulator_process(
-    phase_seconds: float = 2.0, port: int | None = None, log_dir: Path | None = None
+    phase_seconds: float = 2.0, port: int | None = None, log_dir: Path | None = None, strict: bool = False
 ) -> ServiceProcess:
-    """The Image Builder emulator CLI as a child process."""
+    """The Image Builder emulator CLI as a child process (``strict``: resources must be created first)."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -88,6 +89,8 @@ def emulator_process(
         "--phase-seconds",
         str(phase_seconds),
     ]
+    if strict:
+        command.append("--strict")
     return ServiceProcess("imagebuilder-emulator", command, port, "/_emulator/health", log_dir)
 
 
