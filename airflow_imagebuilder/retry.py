@@ -36,7 +36,8 @@ class ErrorAction(enum.Enum):
     FAIL_RETRYABLE = "fail_retryable"
     #: Fail without Airflow retries: sending the same request again cannot succeed.
     REJECT = "reject"
-    #: The resource does not exist (yet): the caller decides (a wait treats it as eventual consistency).
+    #: The resource does not exist (yet).  A wait's GetImage takes it for eventual consistency; any other call
+    #: (a recipe, configuration or pipeline the request names) is rejected.
     NOT_FOUND = "not_found"
 
     @property
@@ -98,6 +99,10 @@ _HINTS: dict[str, str] = {
         "or omit it to let the operator derive one from the task and the request."
     ),
     "ResourceInUseException": "The resource is in use by another operation; the task may succeed on a retry.",
+    "ResourceNotFoundException": (
+        "A resource the request names does not exist in this account and region: check the ARN and the region "
+        "of connection {conn_id!r}."
+    ),
     "ExpiredTokenException": (
         "The session credentials of connection {conn_id!r} expired and re-reading them did not help. Static "
         "session credentials cannot be renewed by the provider: configure the connection with a role_arn (the "
@@ -179,7 +184,8 @@ class ErrorAnswer:
 def api_error(operation: str, answer: ErrorAnswer, attempts: int, conn_id: str | None = None) -> ImageBuilderApiError:
     """The exception for a call that ends with ``answer``: rejected ones fail without Airflow retries."""
     action = answer.action
-    error_class = ImageBuilderRequestRejected if action is ErrorAction.REJECT else ImageBuilderApiError
+    rejected = action in (ErrorAction.REJECT, ErrorAction.NOT_FOUND)
+    error_class = ImageBuilderRequestRejected if rejected else ImageBuilderApiError
     return error_class(
         operation,
         answer.code,

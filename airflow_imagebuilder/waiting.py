@@ -139,11 +139,13 @@ class Step:
             raise ImageBuilderError(
                 f"Unknown status {event['status']!r} in event from ImageBuilderImageTrigger: {shorten(event)}"
             ) from None
-        state = ImageState(event["image_status"], event.get("reason"), event.get("failure_context"))
+        state = None
+        if "image_status" in event:
+            state = ImageState(event["image_status"], event.get("reason"), event.get("failure_context"))
         return cls(
             outcome=outcome,
             image_build_version_arn=str(event["image_build_version_arn"]),
-            state=state if "image_status" in event else None,
+            state=state,
             outputs=event.get("outputs"),
             message=event.get("message"),
             error=event.get("error"),

@@ -73,3 +73,26 @@ def test_sigterm_during_sync_wait_cancels_and_the_retry_builds_anew(tmp_path):
         assert retry.wait(timeout=180) == 0, (tmp_path / "retry.log").read_text()[-3000:]
         statuses = sorted(control.images().values())
         assert statuses == ["AVAILABLE", "CANCELLED"]  # a new build after CANCELLED; nothing left running
+
+
+def test_force_rebuild_retry_after_a_crash_reuses_the_build_its_own_try_finished(tmp_path):
+    """A worker killed after its forced build became AVAILABLE: the retry reuses that build, never a second one."""
+    with emulator_process(phase_seconds=0.4, log_dir=tmp_path) as emulator:
+        control = EmulatorControl(emulator.endpoint_url)
+        control.add_fault("GetImage", latency=3.0)  # each poll is slow, so the kill lands before the task ends
+        first = task_process(
+            emulator.endpoint_url, "2026-06-03", tmp_path / "first.log", IB_WAIT="1", IB_FORCE_REBUILD="1"
+        )
+        wait_for(lambda: set(control.images().values()) == {"AVAILABLE"}, "the forced build to be AVAILABLE")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert "is AVAILABLE: AMIs" not in (tmp_path / "first.log").read_text()  # killed before it finished
+        [arn] = control.images()
+
+        control.clear_faults()
+        retry = task_process(
+            emulator.endpoint_url, "2026-06-03", tmp_path / "retry.log", IB_WAIT="1", IB_FORCE_REBUILD="1"
+        )
+        assert retry.wait(timeout=180) == 0, (tmp_path / "retry.log").read_text()[-3000:]
+        assert control.images() == {arn: "AVAILABLE"}
+        assert f"Reusing image {arn}" in (tmp_path / "retry.log").read_text()

@@ -112,3 +112,18 @@ def test_user_client_token_is_used_verbatim(fast_emulator, monkeypatch):
     dag_run = run(monkeypatch, IB_WAIT="1", IB_CLIENT_TOKEN="my-token-1")
     assert xcom(dag_run, "create", "client_token") == "my-token-1"
     assert [entry.client_token for entry in creates(fast_emulator)] == ["my-token-1"]
+
+
+def test_client_token_namespace_separates_deployments_sharing_an_account(fast_emulator, monkeypatch):
+    """Staging and production: same DAG ids, same run, same request; one AWS account."""
+    variable = "AIRFLOW__IMAGEBUILDER__CLIENT_TOKEN_NAMESPACE"
+    outputs = {}
+    for namespace in ("staging", "production", "production"):  # the second production: a blue/green move
+        monkeypatch.setenv(variable, namespace)
+        dag_run = run(monkeypatch, IB_WAIT="1")
+        assert task_states(dag_run)["create"] == "success"
+        outputs.setdefault(namespace, []).append((xcom(dag_run, "create"), xcom(dag_run, "create", "client_token")))
+    assert len(fast_emulator.images()) == 2
+    [staging], [production, moved] = outputs["staging"], outputs["production"]
+    assert staging[0] != production[0] and staging[1] != production[1]
+    assert moved == production  # the same namespace reuses the same build
