@@ -677,12 +677,8 @@ class ImageBuilderBackend:
         arn = params["imagePipelineArn"]
 
         def start() -> dict[str, Any]:
+            # The service starts a build "whether the pipeline is enabled or disabled" (its API reference).
             pipeline = self._pipeline(arn)
-            if pipeline.status != "ENABLED":
-                raise ServiceError(
-                    "InvalidRequestException",
-                    f"The image pipeline '{arn}' cannot be started because its status is {pipeline.status}.",
-                )
             recipe, infrastructure, distribution = self._references(region, pipeline.request)
             members = (
                 "imageTestsConfiguration",

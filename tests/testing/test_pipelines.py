@@ -97,8 +97,9 @@ def test_disabled_missing_and_in_use_pipelines(imagebuilder_strict_emulator, ima
         status="DISABLED",
     )
     assert client.get_image_pipeline(imagePipelineArn=pipeline)["imagePipeline"]["status"] == "DISABLED"
-    with pytest.raises(client.exceptions.InvalidRequestException, match="DISABLED"):
-        client.start_image_pipeline_execution(imagePipelineArn=pipeline)
+    # As the API reference says: a manual start runs whether the pipeline is enabled or disabled.
+    started = client.start_image_pipeline_execution(imagePipelineArn=pipeline, clientToken="disabled-start")
+    assert started["imageBuildVersionArn"]
     with pytest.raises(client.exceptions.ResourceDependencyException):
         client.delete_infrastructure_configuration(
             infrastructureConfigurationArn=current["infrastructureConfigurationArn"]
