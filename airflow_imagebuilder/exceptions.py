@@ -93,6 +93,10 @@ class ImageNotFoundError(ImageBuilderApiError):
         super().__init__("GetImage", "ResourceNotFoundException", message, attempts=0, hint=hint)
 
 
+class ImagePipelineDisabledError(ImageBuilderError, AirflowFailException):
+    """The image pipeline is DISABLED: no execution was started, and a retry would find it disabled again."""
+
+
 class ImageBuildFailedError(ImageBuilderError):
     """The image reached a failure state (FAILED, CANCELLED, DEPRECATED, DELETED, DISABLED).
 

@@ -21,7 +21,7 @@ from botocore.config import Config
 
 from airflow_imagebuilder.async_clients import SHARED_CLIENTS
 from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderError
-from airflow_imagebuilder.models import CreateImageRequest
+from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
 from airflow_imagebuilder.retry import TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -125,7 +125,16 @@ class ImageBuilderHook(AwsBaseHook):
 
     def create_image(self, request: CreateImageRequest) -> dict[str, Any]:
         """Call CreateImage (retried with the request's client token) and return the response."""
-        return self._call("CreateImage", "create_image", **request.to_api())
+        return dict(self._call("CreateImage", "create_image", **request.to_api()))
+
+    def start_image_pipeline_execution(self, request: StartImagePipelineExecutionRequest) -> dict[str, Any]:
+        """Call StartImagePipelineExecution (retried with the request's client token) and return the response."""
+        return self._call("StartImagePipelineExecution", "start_image_pipeline_execution", **request.to_api())
+
+    def get_image_pipeline(self, image_pipeline_arn: str) -> dict[str, Any]:
+        """Return the ``imagePipeline`` member of GetImagePipeline."""
+        response = self._call("GetImagePipeline", "get_image_pipeline", imagePipelineArn=image_pipeline_arn)
+        return dict(response["imagePipeline"])
 
     def get_image(self, image_build_version_arn: str) -> dict[str, Any]:
         """Return the ``image`` member of GetImage."""

@@ -15,9 +15,9 @@ service (each case is listed in the README under "Validation"):
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
@@ -29,6 +29,7 @@ IMAGE_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"image-recipe/[a-z0-9-_]+/" + _VERSION
 CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
 DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+$"
 INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+$"
+IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+$"
 EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+$"
 TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$"
 WORKFLOW_ARN_PATTERN = (
@@ -90,7 +91,25 @@ TagKey = Annotated[str, Field(min_length=1, max_length=128, pattern=TAG_KEY_PATT
 TagValue = Annotated[str, Field(max_length=256)]
 
 
-class CreateImageRequest(_ApiModel):
+def _tags_are_a_mapping(value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of tag key to tag value, got {type(value).__name__}")
+    return value
+
+
+#: The tags of a request: 1 to 50, keys and values by the service's rules (shared by every request model).
+Tags = Annotated[dict[TagKey, TagValue], BeforeValidator(_tags_are_a_mapping), Field(min_length=1, max_length=MAX_TAGS)]
+
+
+class _Request(_ApiModel):
+    """A request of the API: ``to_api()`` is exactly the keyword dict of the boto3 call."""
+
+    def to_api(self) -> dict[str, Any]:
+        """The boto3 keyword arguments."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class CreateImageRequest(_Request):
     """The CreateImage request.  See ``reference/CreateImage-API.txt`` and the module docstring."""
 
     client_token: Annotated[str, Field(min_length=1, max_length=64)]
@@ -102,16 +121,9 @@ class CreateImageRequest(_ApiModel):
     execution_role: Annotated[str, Field(min_length=1, max_length=2048, pattern=EXECUTION_ROLE_PATTERN)] | None = None
     image_scanning_configuration: ImageScanningConfiguration | None = None
     image_tests_configuration: ImageTestsConfiguration | None = None
-    tags: Annotated[dict[TagKey, TagValue], Field(min_length=1, max_length=MAX_TAGS)] | None = None
+    tags: Tags | None = None
     workflows: list[WorkflowConfiguration] | None = None
     logging_configuration: ImageLoggingConfiguration | None = None
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags_are_a_mapping(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, dict):
-            raise ValueError(f"must be a mapping of tag key to tag value, got {type(value).__name__}")
-        return value
 
     @model_validator(mode="after")
     def _exactly_one_recipe(self) -> CreateImageRequest:
@@ -123,9 +135,13 @@ class CreateImageRequest(_ApiModel):
             )
         return self
 
-    def to_api(self) -> dict[str, Any]:
-        """The boto3 ``create_image`` keyword arguments."""
-        return self.model_dump(by_alias=True, exclude_none=True)
+
+class StartImagePipelineExecutionRequest(_Request):
+    """The StartImagePipelineExecution request, with the service model's rules (tags as for CreateImage)."""
+
+    client_token: Annotated[str, Field(min_length=1, max_length=64)]
+    image_pipeline_arn: Annotated[str, Field(pattern=IMAGE_PIPELINE_ARN_PATTERN)]
+    tags: Tags | None = None
 
 
 def _snake(camel: str) -> str:
@@ -156,8 +172,16 @@ def validation_messages(error: ValidationError) -> list[str]:
 
 
 def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
-    """Validate a full request, raising :class:`InvalidCreateImageRequest` with every violation."""
+    """Validate a full CreateImage request, raising :class:`InvalidCreateImageRequest` with every violation."""
+    return validate(CreateImageRequest, data, source)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+    """Validate ``data`` as ``model``, raising :class:`InvalidCreateImageRequest` with every violation."""
     try:
-        return CreateImageRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise InvalidCreateImageRequest(validation_messages(error), source) from None

@@ -15,10 +15,20 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.exceptions import ImageBuilderError, ImageBuildFailedError
+from airflow_imagebuilder.exceptions import (
+    ImageBuilderApiError,
+    ImageBuilderError,
+    ImageBuildFailedError,
+    ImagePipelineDisabledError,
+)
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderImageLink
-from airflow_imagebuilder.models import REQUEST_FIELDS, validate_request
+from airflow_imagebuilder.models import (
+    REQUEST_FIELDS,
+    StartImagePipelineExecutionRequest,
+    validate,
+    validate_request,
+)
 from airflow_imagebuilder.outputs import push_image_outputs
 from airflow_imagebuilder.token import derive_client_token
 from airflow_imagebuilder.waiting import (
@@ -42,6 +52,7 @@ _PLACEHOLDERS: dict[str, str] = {
     "infrastructureConfigurationArn": "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/x",
     "imageRecipeArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/x/1.0.0",
     "containerRecipeArn": "arn:aws:imagebuilder:us-east-1:123456789012:container-recipe/x/1.0.0",
+    "imagePipelineArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/x",
 }
 
 
@@ -139,9 +150,13 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         """Send the request with ``token``; return the image build version ARN."""
         raise NotImplementedError
 
+    def _check_startable(self, request: dict[str, Any]) -> None:
+        """Fail before any build is started when the request cannot start one (once per try)."""
+
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
         request = self._rendered_request()
+        self._check_startable(request)
         arn, token, image = self._start_or_find_build(context, request)
         context["ti"].xcom_push(key="client_token", value=token)
         ImageBuilderImageLink.record(context, self, arn)
@@ -344,4 +359,83 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
 
     def _start_build(self, request: dict[str, Any], token: str) -> str:
         response = self.hook.create_image(validate_request({**request, "clientToken": token}))
+        return str(response["imageBuildVersionArn"])
+
+
+class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
+    """
+    Start a run of an EC2 Image Builder image pipeline and (by default) wait until its image is AVAILABLE.
+
+    The pipeline (recipe, infrastructure, distribution, tests, workflows) is defined elsewhere, typically by
+    Terraform, CloudFormation or CDK; this operator is the manual start ``StartImagePipelineExecution`` with the
+    same client tokens, waiting, outputs and XComs as :class:`ImageBuilderCreateImageOperator` (see
+    :class:`ImageBuildOperator`): a retry, a worker crash, a clear or a backfill never starts a second execution
+    for the same task instance; a retry after a FAILED or CANCELLED execution starts a new one.
+
+    Before starting, the operator reads the pipeline (``imagebuilder:GetImagePipeline``): a pipeline that does
+    not exist fails the task at once; so does a DISABLED one, unless ``start_disabled=True`` (the service itself
+    runs a manual start of a disabled pipeline).
+
+    :param image_pipeline_arn: ARN of the image pipeline (templated).
+    :param tags: tags for the image this execution creates, merged by the service with the pipeline's image
+        tags (templated; the same rules as CreateImage's tags).
+    :param start_disabled: start the pipeline even when it is DISABLED (default False).
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("image_pipeline_arn", "tags", "client_token")
+    template_fields_renderers = {"tags": "json"}
+    start_operation = "StartImagePipelineExecution"
+
+    def __init__(
+        self,
+        *,
+        image_pipeline_arn: str,
+        tags: dict[str, str] | None = None,
+        start_disabled: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image_pipeline_arn = image_pipeline_arn
+        self.tags = tags
+        self.start_disabled = start_disabled
+        values = {"imagePipelineArn": image_pipeline_arn, "tags": tags, "clientToken": self.client_token}
+        literal = {name: value for name, value in values.items() if value is not None and is_literal(value)}
+        literal.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])
+        literal.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
+        self._validated(literal)
+
+    def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
+        source = f"StartImagePipelineExecution request of task {self.task_id!r}"
+        return validate(StartImagePipelineExecutionRequest, data, source)
+
+    def _rendered_request(self) -> dict[str, Any]:
+        data = {"imagePipelineArn": self.image_pipeline_arn, "tags": self.tags, "clientToken": self.client_token}
+        data = {name: value for name, value in data.items() if value is not None}
+        request = self._validated({"clientToken": _PLACEHOLDERS["clientToken"], **data}).to_api()
+        if self.client_token is None:
+            del request["clientToken"]
+        return request
+
+    def _check_startable(self, request: dict[str, Any]) -> None:
+        pipeline = self.hook.get_image_pipeline(request["imagePipelineArn"])
+        status = pipeline.get("status", "ENABLED")
+        if status == "DISABLED" and not self.start_disabled:
+            raise ImagePipelineDisabledError(
+                f"Image pipeline {request['imagePipelineArn']} is DISABLED, so no execution was started. Enable it "
+                "(UpdateImagePipeline with status ENABLED), or pass start_disabled=True to start it anyway (the "
+                "service runs a manual start of a disabled pipeline)."
+            )
+        self.log.info("Image pipeline %s (%s) is %s", pipeline.get("name"), request["imagePipelineArn"], status)
+
+    def _start_build(self, request: dict[str, Any], token: str) -> str:
+        try:
+            response = self.hook.start_image_pipeline_execution(self._validated({**request, "clientToken": token}))
+        except ImageBuilderApiError as error:
+            if error.code != "ResourceInUseException":
+                raise
+            fields = error.fields() | {
+                "hint": f"Image pipeline {request['imagePipelineArn']} is in use (an execution may be starting or "
+                "the pipeline is being updated); the task may succeed on a retry."
+            }
+            raise ImageBuilderApiError(**fields) from error
         return str(response["imageBuildVersionArn"])

@@ -87,7 +87,7 @@ AUTH_CODES = frozenset(
 #: The IAM actions a user of this provider needs.
 PERMISSIONS = (
     "imagebuilder:CreateImage, imagebuilder:GetImage, imagebuilder:CancelImageCreation, "
-    "imagebuilder:StartImagePipelineExecution, iam:PassRole"
+    "imagebuilder:GetImagePipeline, imagebuilder:StartImagePipelineExecution, iam:PassRole"
 )
 _HINTS: dict[str, str] = {
     "ServiceQuotaExceededException": (

@@ -17,34 +17,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from airflow_imagebuilder.testing import EmulatorControl
+from airflow_imagebuilder.testing.examples import seed_example_resources
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETER = "/golden-ami/golden-base/latest"
 TRANSITION = re.compile(r"Image arn:\S+ is [A-Z]+ \(\d+s elapsed\)")
-
-
-def seed(imagebuilder: Any) -> None:
-    """The recipe and configurations the example DAG names, created as infrastructure code creates them."""
-    imagebuilder.create_image_recipe(
-        name="golden-base",
-        semanticVersion="1.0.0",
-        parentImage="arn:aws:imagebuilder:us-east-1:aws:image/amazon-linux-2023-x86/x.x.x",
-        components=[{"componentArn": "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"}],
-    )
-    imagebuilder.create_infrastructure_configuration(
-        name="golden-build", instanceProfileName="EC2InstanceProfileForImageBuilder", instanceTypes=["t3.large"]
-    )
-    imagebuilder.create_distribution_configuration(
-        name="golden-regions",
-        distributions=[
-            {"region": region, "amiDistributionConfiguration": {"name": "golden-base-{{ imagebuilder:buildDate }}"}}
-            for region in ("us-east-1", "eu-west-1")
-        ],
-    )
 
 
 def main() -> int:
@@ -55,7 +35,7 @@ def main() -> int:
             emulator_process(phase_seconds=2.0, log_dir=home, strict=True) as emulator,
             moto_process(log_dir=home) as moto,
         ):
-            seed(local_client("imagebuilder", emulator.endpoint_url))
+            seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
             env = {
                 **os.environ,
                 "AIRFLOW_HOME": str(home),
@@ -95,10 +75,33 @@ def main() -> int:
                 print(f"  AMI                 : {output['image']} in {output['region']}")
             print(f"  SSM {PARAMETER} = {ami}")
             print(f"  elapsed             : {time.monotonic() - started:.1f}s")
-            print(json.dumps({"image_build_version_arn": arn, "ssm_value": ami}))
+            night = run_nightly_pipeline(airflow, env, home)
+            if night is None:
+                return 1
+            print(json.dumps({"image_build_version_arn": arn, "ssm_value": ami, "nightly_image": night}))
             return 0
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def run_nightly_pipeline(airflow: str, env: dict[str, str], home: Path) -> str | None:
+    """One night of the pipeline DAG: StartImagePipelineExecution, a deferred wait, the AMI id published."""
+    log = home / "nightly.log"
+    with log.open("w") as output:
+        result = subprocess.run(
+            [airflow, "dags", "test", "imagebuilder_pipeline_nightly", "2026-11-27"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    text = log.read_text()
+    found = re.search(r"Image (arn:\S+/golden-base/\S+) is AVAILABLE: AMIs", text)
+    if result.returncode != 0 or found is None:
+        print(text[-4000:])
+        print(f"the nightly pipeline DAG failed (exit code {result.returncode}); full log: {log}")
+        return None
+    print(f"Nightly pipeline run finished: {found.group(1)}")
+    return found.group(1)
 
 
 if __name__ == "__main__":
