@@ -7,9 +7,11 @@ emulator is driven with :class:`~airflow_imagebuilder.testing.EmulatorControl`.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
@@ -44,12 +46,30 @@ def parse_fault(text: str) -> dict[str, Any]:
     return fault
 
 
-def parse_failure(text: str) -> tuple[str, str]:
-    """``PHASE[:REASON]`` of a planned build failure."""
+def parse_failure(text: str) -> dict[str, Any]:
+    """``PHASE[:REASON]`` of a planned build failure, as keyword arguments of ``fail_next_builds``."""
     phase, _, reason = text.partition(":")
     if phase not in PHASES:
         raise argparse.ArgumentTypeError(f"--fail-next-build {text!r}: phase must be one of {', '.join(PHASES)}")
-    return phase, reason or "Build failed"
+    return {"phase": phase, "reason": reason} if reason else {"phase": phase}
+
+
+def parse_json_body(option: str, kind: type) -> Callable[[str], Any]:
+    """A parser of a JSON value (or ``@file`` holding one) of type ``kind``: the body the control API takes."""
+
+    def parse(text: str) -> Any:
+        try:
+            if text.startswith("@"):
+                with open(text[1:], encoding="utf-8") as handle:
+                    text = handle.read()
+            value = json.loads(text)
+        except (OSError, ValueError) as error:
+            raise argparse.ArgumentTypeError(f"{option}: {error}") from error
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"{option}: expected a JSON {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PHASE[:REASON]",
-        help="make the next build fail after PHASE (repeatable, one build each)",
+        help="make the next build fail after PHASE (repeatable, one build each); REASON is state.reason verbatim",
+    )
+    parser.add_argument(
+        "--plan-failure",
+        type=parse_json_body("--plan-failure", dict),
+        action="append",
+        default=[],
+        metavar="JSON|@FILE",
+        help="plan build failures with the control API's body of POST /_emulator/failures (repeatable), e.g. "
+        '\'{"phase": "TESTING", "step": "ApplyTestComponents", "step_message": "reboot test failed"}\'',
+    )
+    parser.add_argument(
+        "--scan-findings",
+        type=parse_json_body("--scan-findings", dict),
+        action="append",
+        default=[],
+        metavar="JSON|@FILE",
+        help="plan scan findings with the control API's body of POST /_emulator/scan-findings (repeatable), e.g. "
+        '\'{"findings": [{"severity": "HIGH", "package_name": "openssl"}], "count": 1}\'',
     )
     args = parser.parse_args(argv)
     emulator = ImageBuilderEmulator(
@@ -108,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.fault_mix:
             error_share, _, drop_share = args.fault_mix.partition(",")
             emulator.add_fault_mix(float(error_share), float(drop_share or 0.0))
-        for phase, reason in args.fail_next_build:
-            emulator.fail_next_builds(phase, reason)
+        for failure in args.fail_next_build + args.plan_failure:
+            emulator.fail_next_builds(**failure)
+        for planned in args.scan_findings:
+            emulator.plan_scan_findings(**planned)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     stop = threading.Event()

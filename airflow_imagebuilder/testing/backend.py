@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
 from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
+from airflow_imagebuilder.testing.findings import planned_findings
 from airflow_imagebuilder.testing.resources import (
     ARN,
     DEFAULT_COMPONENT,
@@ -42,6 +43,14 @@ from airflow_imagebuilder.testing.resources import (
     version_matches,
 )
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
+from airflow_imagebuilder.testing.workflows import (
+    MANAGED_WORKFLOWS,
+    PHASE_WORKFLOW,
+    WorkflowRun,
+    phase_steps,
+    step_execution_id,
+    workflow_execution_id,
+)
 
 #: Outputs a distribution must name at least one of (the service refuses a region without outputs).
 DISTRIBUTION_OUTPUTS = (
@@ -120,6 +129,9 @@ class ImageBuilderBackend:
         self._build_numbers: dict[tuple[str, str, str], int] = {}
         self._tokens: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._planned_failures: list[PlannedFailure] = []
+        self._planned_findings: list[list[dict[str, Any]]] = []
+        self._workflow_builds: dict[str, Build] = {}
+        self._step_workflows: dict[str, tuple[Build, str]] = {}
         self._operations: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
             "CreateImage": self.create_image,
             "GetImage": self.get_image,
@@ -162,6 +174,11 @@ class ImageBuilderBackend:
             "DeleteImagePipeline": lambda region, params: self._delete(region, params, "imagePipelineArn"),
             "StartImagePipelineExecution": self.start_image_pipeline_execution,
             "ListImagePipelineImages": self.list_image_pipeline_images,
+            "ListWorkflowExecutions": self.list_workflow_executions,
+            "GetWorkflowExecution": self.get_workflow_execution,
+            "ListWorkflowStepExecutions": self.list_workflow_step_executions,
+            "GetWorkflowStepExecution": self.get_workflow_step_execution,
+            "ListImageScanFindings": self.list_image_scan_findings,
         }
 
     @property
@@ -191,22 +208,66 @@ class ImageBuilderBackend:
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
-        reason: str = "Build failed",
+        reason: str | None = None,
         count: int = 1,
         failure_context: dict[str, Any] | None = None,
+        *,
+        step: str | None = None,
+        step_message: str | None = None,
+        workflow_message: str | None = None,
     ) -> None:
-        """Make the next ``count`` new builds end FAILED after ``phase`` with ``state.reason`` = ``reason``.
+        """Make the next ``count`` new builds end FAILED after ``phase``.
 
-        ``failure_context`` becomes ``state.failureContext``; by default one naming the phase's workflow.
+        In BUILDING, TESTING and DISTRIBUTING the phase's workflow fails in ``step`` (by default
+        ApplyBuildComponents, ApplyTestComponents or DistributeImage) with ``step_message``; the workflow's message
+        names the step, and ``state.reason`` reads like the service's: ``Workflow Execution ID: wf-... failed with
+        reason: <workflow message>``.  ``reason`` replaces ``state.reason`` verbatim (and is the step's message
+        unless ``step_message`` is given); ``failure_context`` replaces ``state.failureContext`` verbatim.
         """
         if phase not in PHASES:
             raise ValueError(f"fail_next_builds: phase {phase!r} is not one of {PHASES}")
-        if not reason or len(reason) > 1024:
-            raise ValueError("fail_next_builds: reason must have 1 to 1024 characters")
+        for name, text, limit in (
+            ("reason", reason, 1024),
+            ("step_message", step_message, 500),
+            ("workflow_message", workflow_message, 500),
+        ):
+            if text is not None and (not isinstance(text, str) or not text or len(text) > limit):
+                raise ValueError(f"fail_next_builds: {name} must have 1 to {limit} characters")
+        if phase not in PHASE_WORKFLOW and (step, step_message, workflow_message) != (None, None, None):
+            raise ValueError(
+                f"fail_next_builds: phase {phase} runs no workflow, so step, step_message and workflow_message do "
+                f"not apply; workflows run in {', '.join(PHASE_WORKFLOW)}"
+            )
+        if step is not None and step not in phase_steps(phase):
+            raise ValueError(
+                f"fail_next_builds: step {step!r} is not a step of the {phase} workflow; steps are "
+                f"{', '.join(phase_steps(phase))}"
+            )
         if count < 1:
             raise ValueError(f"fail_next_builds: count {count} must be at least 1")
+        failure = PlannedFailure(phase, reason, failure_context, step, step_message, workflow_message)
         with self.lock:
-            self._planned_failures.extend([PlannedFailure(phase, reason, failure_context)] * count)
+            self._planned_failures.extend([failure] * count)
+
+    def plan_scan_findings(self, findings: list[dict[str, Any]], count: int = 1) -> None:
+        """Give each of the next ``count`` new builds these image scan findings (see ``findings.py``).
+
+        ListImageScanFindings returns them once the build is AVAILABLE, and only if image scanning is enabled on
+        it (``imageScanningConfiguration``, on the CreateImage request or the pipeline).
+        """
+        checked = planned_findings(findings)
+        if count < 1:
+            raise ValueError(f"plan_scan_findings: count {count} must be at least 1")
+        with self.lock:
+            self._planned_findings.extend([checked] * count)
+
+    def set_scan_findings(self, image_build_version_arn: str, findings: list[dict[str, Any]]) -> None:
+        """Replace the image scan findings of an existing build."""
+        checked = planned_findings(findings)
+        with self.lock:
+            if image_build_version_arn not in self.builds:
+                raise ValueError(f"set_scan_findings: no build {image_build_version_arn!r}")
+            self.builds[image_build_version_arn].scan_findings = checked
 
     def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
         """Create (or replace) the distribution configuration ``arn`` with one AMI distribution per region.
@@ -409,12 +470,18 @@ class ImageBuilderBackend:
         del self.resources[arn]
         return {arn_member: arn}
 
-    def _page(self, params: dict[str, Any], key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def _page(self, params: dict[str, Any], key: str, items: list[dict[str, Any]], scope: str = "") -> dict[str, Any]:
+        """One page of ``items`` under ``key``; a token is valid only for the same list and ``scope``."""
         start = 0
         if "nextToken" in params:
             try:
                 decoded = json.loads(base64.urlsafe_b64decode(params["nextToken"].encode()))
-                if decoded["list"] != key or not isinstance(decoded["offset"], int) or decoded["offset"] < 0:
+                if (
+                    decoded["list"] != key
+                    or decoded.get("scope", "") != scope
+                    or not isinstance(decoded["offset"], int)
+                    or decoded["offset"] < 0
+                ):
                     raise ValueError(decoded)
                 start = decoded["offset"]
             except (ValueError, KeyError, TypeError, binascii.Error) as error:
@@ -424,7 +491,10 @@ class ImageBuilderBackend:
         size = params.get("maxResults", 25)
         body: dict[str, Any] = {key: items[start : start + size]}
         if start + size < len(items):
-            token = json.dumps({"list": key, "offset": start + size}).encode()
+            state: dict[str, Any] = {"list": key, "offset": start + size}
+            if scope:
+                state["scope"] = scope
+            token = json.dumps(state).encode()
             body["nextToken"] = base64.urlsafe_b64encode(token).decode()
         return body
 
@@ -549,8 +619,14 @@ class ImageBuilderBackend:
             phases=phases,
             failure=self._planned_failures.pop(0) if self._planned_failures else None,
             pipeline=pipeline,
+            scan_findings=self._planned_findings.pop(0) if self._planned_findings else [],
         )
         self.builds[arn] = build
+        for definition in {MANAGED_WORKFLOWS[(workflow_type, build.kind)] for workflow_type in PHASE_WORKFLOW.values()}:
+            execution_id = workflow_execution_id(arn, definition.type)
+            self._workflow_builds[execution_id] = build
+            for step in definition.steps:
+                self._step_workflows[step_execution_id(execution_id, step.name)] = (build, execution_id)
         return build
 
     def create_image(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -706,3 +782,94 @@ class ImageBuilderBackend:
         now = self.clock.now()
         builds = [build.summary(now) for build in self.builds.values() if build.pipeline is pipeline]
         return self._page(params, "imageSummaryList", builds)
+
+    # ---------------------------------------------------------------- workflows and scan findings
+    def list_workflow_executions(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        build = self._find_build(region, params["imageBuildVersionArn"])
+        now = self.clock.now()
+        runs = [run.metadata() for run in build.workflow_runs(now)]
+        body = self._page(params, "workflowExecutions", runs, scope=build.arn)
+        body["imageBuildVersionArn"] = build.arn
+        failure = build.status(now)[1]
+        if failure is not None:
+            reason = build.failure_reason(failure)
+            body["message"] = reason if len(reason) <= 500 else reason[:497] + "..."
+        return body
+
+    def _workflow_run(self, region: str, execution_id: str) -> WorkflowRun:
+        """A started workflow execution of a build in ``region``, or the service's not-found answer."""
+        build = self._workflow_builds.get(execution_id)
+        now = self.clock.now()
+        if build is not None and build.region == region and now - build.created_at >= self.visibility_delay:
+            for run in build.workflow_runs(now):
+                if run.execution_id == execution_id:
+                    return run
+        raise ServiceError("ResourceNotFoundException", f"Workflow execution {execution_id} cannot be found.")
+
+    def get_workflow_execution(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._workflow_run(region, params["workflowExecutionId"]).describe()
+
+    def list_workflow_step_executions(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        run = self._workflow_run(region, params["workflowExecutionId"])
+        steps = [step.metadata() for step in run.visible_steps()]
+        body = self._page(params, "steps", steps, scope=run.execution_id)
+        body |= {
+            "workflowBuildVersionArn": run.arn,
+            "workflowExecutionId": run.execution_id,
+            "imageBuildVersionArn": run.image_arn,
+        }
+        return body
+
+    def get_workflow_step_execution(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        step_id = params["stepExecutionId"]
+        owner = self._step_workflows.get(step_id)
+        if owner is not None and owner[0].region == region:
+            try:
+                run = self._workflow_run(region, owner[1])
+            except ServiceError:
+                run = None
+            if run is not None:
+                for step in run.visible_steps():
+                    if step.execution_id == step_id:
+                        return run.describe_step(step)
+        raise ServiceError("ResourceNotFoundException", f"Workflow step execution {step_id} cannot be found.")
+
+    def list_image_scan_findings(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        wanted: tuple[str, str] | None = None
+        for entry in params.get("filters", []):
+            name, values = entry.get("name"), entry.get("values")
+            if name not in SCAN_FINDING_FILTERS or not values:
+                raise ServiceError(
+                    "InvalidRequestException",
+                    f"The filter {name!r} is not valid: a filter has a name ({', '.join(SCAN_FINDING_FILTERS)}) "
+                    "and one value.",
+                )
+            wanted = (SCAN_FINDING_FILTERS[name], values[0])
+        now = self.clock.now()
+        findings = [
+            finding
+            for build in self.builds.values()
+            if build.region == region
+            for finding in build.scan_finding_descriptions(now)
+        ]
+        if wanted is not None:
+            path, value = wanted
+            findings = [finding for finding in findings if _finding_value(finding, path) == value]
+        scope = json.dumps(wanted) if wanted is not None else ""
+        return self._page(params, "findings", findings, scope=scope)
+
+
+#: Filters of ListImageScanFindings: filter name -> where its value is in an ``ImageScanFinding``.
+SCAN_FINDING_FILTERS: dict[str, str] = {
+    "imageBuildVersionArn": "imageBuildVersionArn",
+    "imagePipelineArn": "imagePipelineArn",
+    "vulnerabilityId": "packageVulnerabilityDetails.vulnerabilityId",
+    "severity": "severity",
+}
+
+
+def _finding_value(finding: dict[str, Any], path: str) -> Any:
+    value: Any = finding
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

@@ -1,7 +1,8 @@
 """The emulator's two handles: :class:`ImageBuilderEmulator` in-process, :class:`EmulatorControl` for another process.
 
-Both offer the same controls (faults, fault mixes, planned failures, phase durations, visibility delay, strict
-mode, the journal); the command line (``python -m airflow_imagebuilder.testing``) sets them at start-up.
+Both offer the same controls (faults, fault mixes, planned failures naming a workflow step, planned scan findings,
+phase durations, visibility delay, strict mode, the journal); the command line (``python -m
+airflow_imagebuilder.testing``) sets them at start-up.
 """
 
 from __future__ import annotations
@@ -106,12 +107,39 @@ class ImageBuilderEmulator:
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
-        reason: str = "Build failed",
+        reason: str | None = None,
         count: int = 1,
         failure_context: dict[str, Any] | None = None,
+        *,
+        step: str | None = None,
+        step_message: str | None = None,
+        workflow_message: str | None = None,
     ) -> None:
-        """Make the next ``count`` builds end FAILED after ``phase`` with ``reason`` (and ``failure_context``)."""
-        self.backend.fail_next_builds(phase, reason, count, failure_context)
+        """Make the next ``count`` builds end FAILED after ``phase``, the phase's workflow failing in ``step``.
+
+        ``state.reason`` reads like the service's (``Workflow Execution ID: wf-... failed with reason: ...``)
+        unless ``reason`` gives it verbatim; see :meth:`ImageBuilderBackend.fail_next_builds`.
+        """
+        self.backend.fail_next_builds(
+            phase,
+            reason,
+            count,
+            failure_context,
+            step=step,
+            step_message=step_message,
+            workflow_message=workflow_message,
+        )
+
+    def plan_scan_findings(self, findings: list[dict[str, Any]], count: int = 1) -> None:
+        """Give the next ``count`` builds these scan findings (``severity``, ``title``, ``package_name``, ...).
+
+        ListImageScanFindings returns them once a build is AVAILABLE with image scanning enabled.
+        """
+        self.backend.plan_scan_findings(findings, count)
+
+    def set_scan_findings(self, image_build_version_arn: str, findings: list[dict[str, Any]]) -> None:
+        """Replace the scan findings of an existing build."""
+        self.backend.set_scan_findings(image_build_version_arn, findings)
 
     def set_phase_seconds(self, seconds: float | Mapping[str, float]) -> None:
         """Phase durations of builds started from now on (one number, or a mapping per phase)."""
@@ -197,15 +225,35 @@ class EmulatorControl:
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
-        reason: str = "Build failed",
+        reason: str | None = None,
         count: int = 1,
         failure_context: dict[str, Any] | None = None,
+        *,
+        step: str | None = None,
+        step_message: str | None = None,
+        workflow_message: str | None = None,
     ) -> None:
-        """Make the next ``count`` builds end FAILED after ``phase`` with ``reason`` (and ``failure_context``)."""
-        body: dict[str, Any] = {"phase": phase, "reason": reason, "count": count}
-        if failure_context is not None:
-            body["failure_context"] = failure_context
+        """Make the next ``count`` builds end FAILED after ``phase``, the phase's workflow failing in ``step``."""
+        body: dict[str, Any] = {"phase": phase, "count": count}
+        optional = {
+            "reason": reason,
+            "failure_context": failure_context,
+            "step": step,
+            "step_message": step_message,
+            "workflow_message": workflow_message,
+        }
+        body |= {key: value for key, value in optional.items() if value is not None}
         self._call("POST", "failures", body)
+
+    def plan_scan_findings(self, findings: list[dict[str, Any]], count: int = 1) -> None:
+        """Give the next ``count`` builds these scan findings (``severity``, ``title``, ``package_name``, ...)."""
+        self._call("POST", "scan-findings", {"findings": findings, "count": count})
+
+    def set_scan_findings(self, image_build_version_arn: str, findings: list[dict[str, Any]]) -> None:
+        """Replace the scan findings of an existing build."""
+        self._call(
+            "POST", "image-scan-findings", {"image_build_version_arn": image_build_version_arn, "findings": findings}
+        )
 
     def set_phase_seconds(self, seconds: float | dict[str, float]) -> None:
         """Phase durations of builds started from now on."""

@@ -11,8 +11,16 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
-import uuid
 from typing import Any
+
+from airflow_imagebuilder.testing.findings import image_scan_finding
+from airflow_imagebuilder.testing.workflows import (
+    PHASE_WORKFLOW,
+    WorkflowRun,
+    workflow_execution_id,
+    workflow_message,
+    workflow_runs,
+)
 
 #: The lifecycle the emulator walks, in order.  TESTING is skipped when image tests are disabled.
 PHASES: tuple[str, ...] = ("PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING")
@@ -29,6 +37,8 @@ RESOURCE_NAME = re.compile(r"^[-_A-Za-z-0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z-0-9]$
 DEFAULT_PARENT_IMAGE = "arn:{partition}:imagebuilder:{region}:aws:image/amazon-linux-2023-x86/x.x.x"
 DEFAULT_COMPONENT = "arn:{partition}:imagebuilder:{region}:aws:component/update-linux/x.x.x"
 DEFAULT_INSTANCE_PROFILE = "EC2InstanceProfileForImageBuilder"
+#: The repository Image Builder scans container images in when the request names none.
+SCANNING_REPOSITORY = "image-builder-image-scanning-repository"
 
 
 def timestamp(moment: dt.datetime) -> str:
@@ -237,11 +247,23 @@ class ImagePipeline(Resource):
 
 @dataclasses.dataclass(frozen=True)
 class PlannedFailure:
-    """A failure a test plans for the next build: the phase it ends in, ``state.reason`` and ``failureContext``."""
+    """A failure a test plans for the next build.
+
+    :param phase: the phase the build fails in (BUILDING, TESTING and DISTRIBUTING run a workflow).
+    :param reason: ``state.reason`` verbatim; by default the service's ``Workflow Execution ID: wf-... failed
+        with reason: <workflow message>`` (or ``Build failed`` in a phase without a workflow).
+    :param failure_context: ``state.failureContext`` verbatim; by default one naming the failed workflow and step.
+    :param step: the workflow step that fails (by default the phase's component or distribution step).
+    :param step_message: the failed step's message; by default ``reason`` when given, else a generic one.
+    :param workflow_message: the failed workflow's message; by default one naming the step and its message.
+    """
 
     phase: str
-    reason: str
+    reason: str | None = None
     failure_context: dict[str, Any] | None = None
+    step: str | None = None
+    step_message: str | None = None
+    workflow_message: str | None = None
 
 
 @dataclasses.dataclass
@@ -265,6 +287,7 @@ class Build:
     cancelled_at: float | None = None
     pipeline: ImagePipeline | None = None
     build_type: str = "USER_INITIATED"
+    scan_findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -277,6 +300,55 @@ class Build:
     @property
     def distribution_regions(self) -> tuple[str, ...]:
         return self.distribution.regions if self.distribution is not None else (self.region,)
+
+    @property
+    def scanning_configuration(self) -> dict[str, Any]:
+        """``imageScanningConfiguration`` as the service describes it: disabled unless the request enabled it."""
+        configuration: dict[str, Any] = {"imageScanningEnabled": False}
+        configuration |= self.request.get("imageScanningConfiguration") or {}
+        if self.kind == "container" and configuration["imageScanningEnabled"]:
+            ecr = {"repositoryName": SCANNING_REPOSITORY} | configuration.get("ecrConfiguration", {})
+            configuration["ecrConfiguration"] = ecr
+        return configuration
+
+    @property
+    def scanning_enabled(self) -> bool:
+        """Whether Amazon Inspector scans this build's output (``imageScanningConfiguration``)."""
+        return bool(self.scanning_configuration["imageScanningEnabled"])
+
+    def wall_time(self, offset: float) -> dt.datetime:
+        """The wall-clock time ``offset`` clock seconds after the build started."""
+        return self.created_wall + dt.timedelta(seconds=offset)
+
+    def workflow_runs(self, now: float) -> list[WorkflowRun]:
+        """The workflow executions started by clock time ``now``, each with its steps (see ``workflows.py``)."""
+        return workflow_runs(self, now)
+
+    def scan_finding_descriptions(self, now: float) -> list[dict[str, Any]]:
+        """``ImageScanFinding`` structures of this build: none until AVAILABLE, none unless scanning is enabled."""
+        status, _ = self.status(now)
+        if status != "AVAILABLE" or not self.scanning_enabled:
+            return []
+        return [
+            image_scan_finding(
+                finding,
+                account_id=self.account_id,
+                image_arn=self.arn,
+                pipeline_arn=self.pipeline.arn if self.pipeline is not None else None,
+                observed=self.wall_time(self.phases[-1][2]),
+            )
+            for finding in self.scan_findings
+        ]
+
+    def failure_reason(self, failure: PlannedFailure) -> str:
+        """``state.reason`` of a FAILED build: the planned one, or the service's naming the failed workflow."""
+        if failure.reason is not None:
+            return failure.reason
+        if PHASE_WORKFLOW.get(failure.phase) is None:
+            return "Build failed"
+        execution_id = workflow_execution_id(self.arn, PHASE_WORKFLOW[failure.phase])
+        reason = f"Workflow Execution ID: {execution_id} failed with reason: {workflow_message(self, execution_id)}"
+        return reason if len(reason) <= 1024 else reason[:1021] + "..."
 
     def status(self, now: float) -> tuple[str, PlannedFailure | None]:
         """The status at clock time ``now``, and the failure that ended the build if it FAILED."""
@@ -291,32 +363,36 @@ class Build:
         return "AVAILABLE", None
 
     def failure_context(self, failure: PlannedFailure) -> dict[str, Any]:
-        """``state.failureContext`` of a FAILED build: the planned one, or one naming the phase's workflow."""
+        """``state.failureContext`` of a FAILED build: the planned one, or one naming the failed workflow and step."""
         if failure.failure_context is not None:
             return dict(failure.failure_context)
-        digest = hashlib.sha256(self.arn.encode()).hexdigest()
-        workflow_type = {"TESTING": "test", "DISTRIBUTING": "distribution"}.get(failure.phase, "build")
-        context: dict[str, Any] = {
-            "imageStatus": failure.phase,
-            "workflowExecutionId": f"wf-{uuid.UUID(digest[:32])}",
-            "workflowArn": (
-                f"arn:{self.arn.split(':')[1]}:imagebuilder:{self.region}:aws:workflow/{workflow_type}/"
-                f"{workflow_type}-image/1.0.0/1"
-            ),
+        context: dict[str, Any] = {"imageStatus": failure.phase}
+        workflow_type = PHASE_WORKFLOW.get(failure.phase)
+        if workflow_type is None:
+            return context
+        run = next(run for run in self.workflow_runs(self.phases_end) if run.definition.type == workflow_type)
+        failed = next(step for step in run.steps if step.status == "FAILED")
+        context |= {
+            "workflowExecutionId": run.execution_id,
+            "workflowArn": run.arn,
+            "stepExecutionId": failed.execution_id,
+            "failedStep": failed.definition.name,
         }
-        if failure.phase in ("BUILDING", "TESTING"):
-            context["stepExecutionId"] = f"step-{uuid.UUID(digest[32:64])}"
-            context["failedStep"] = "RunTestComponents" if failure.phase == "TESTING" else "ApplyBuildComponents"
         if failure.phase == "DISTRIBUTING":
-            context["distributionFailure"] = {"errorMessage": failure.reason}
+            context["distributionFailure"] = {"errorMessage": failed.message or self.failure_reason(failure)}
         return context
+
+    @property
+    def phases_end(self) -> float:
+        """Clock time at which the build's last phase ends (or ended)."""
+        return self.created_at + self.phases[-1][2]
 
     def describe(self, now: float) -> dict[str, Any]:
         """The ``Image`` structure of GetImage."""
         status, failure = self.status(now)
         state: dict[str, Any] = {"status": status}
         if failure is not None:
-            state["reason"] = failure.reason
+            state["reason"] = self.failure_reason(failure)
             state["failureContext"] = self.failure_context(failure)
         elif status == "CANCELLED":
             state["reason"] = "Image creation was cancelled by the user (CancelImageCreation)"
@@ -346,7 +422,8 @@ class Build:
             image["sourcePipelineName"] = self.pipeline.name
         if request.get("tags"):
             image["tags"] = request["tags"]
-        for member in ("imageScanningConfiguration", "executionRole", "workflows", "loggingConfiguration"):
+        image["imageScanningConfiguration"] = self.scanning_configuration
+        for member in ("executionRole", "workflows", "loggingConfiguration"):
             if member in request:
                 image[member] = request[member]
         return image

@@ -165,6 +165,10 @@ def control_actions(service: EmulatedService) -> dict[tuple[str, str], Callable[
         ("DELETE", "faults"): lambda body: service.clear_faults(),
         ("POST", "phases"): lambda body: backend.set_phase_seconds(body["seconds"]),
         ("POST", "failures"): lambda body: backend.fail_next_builds(**body),
+        ("POST", "scan-findings"): lambda body: backend.plan_scan_findings(**body),
+        ("POST", "image-scan-findings"): lambda body: backend.set_scan_findings(
+            body["image_build_version_arn"], body["findings"]
+        ),
         ("POST", "visibility-delay"): lambda body: backend.set_visibility_delay(float(body["seconds"])),
         ("POST", "strict"): lambda body: backend.set_strict(bool(body["strict"])),
         ("POST", "distributions"): lambda body: backend.set_distribution_regions(

@@ -97,7 +97,16 @@ def scenario(emulator, client, name):
     }
     emulator.fail_next_builds(phase="DISTRIBUTING", reason="Distribution to eu-west-1 failed")
     failing = call("create_image", imageRecipeArn=recipe["imageRecipeArn"], tags={"Name": name}, **references)
-    image = call("create_image", imageRecipeArn=recipe["imageRecipeArn"], **references)
+    emulator.plan_scan_findings(
+        [{"severity": severity, "package_name": "openssl"} for severity in ("CRITICAL", "HIGH", "MEDIUM", "UNTRIAGED")]
+        + [{"severity": "LOW", "fixed_in_version": "2.34-53", "title": name, "score": 2}]
+    )
+    image = call(
+        "create_image",
+        imageRecipeArn=recipe["imageRecipeArn"],
+        imageScanningConfiguration={"imageScanningEnabled": True},
+        **references,
+    )
     docker = call("create_image", containerRecipeArn=container["containerRecipeArn"], **references)
     cancelled = call("create_image", imageRecipeArn=recipe["imageRecipeArn"], **references)
     pipeline = call(
@@ -116,6 +125,19 @@ def scenario(emulator, client, name):
         call("get_image_pipeline", imagePipelineArn=pipeline["imagePipelineArn"])
         call("list_image_pipeline_images", imagePipelineArn=pipeline["imagePipelineArn"], maxResults=1)
         emulator.advance(40)
+    for created in (failing, image, docker, cancelled, started):
+        workflows = call("list_workflow_executions", imageBuildVersionArn=created["imageBuildVersionArn"], maxResults=1)
+        for workflow in workflows["workflowExecutions"]:
+            call("get_workflow_execution", workflowExecutionId=workflow["workflowExecutionId"])
+            steps = call("list_workflow_step_executions", workflowExecutionId=workflow["workflowExecutionId"])
+            for step in steps["steps"]:
+                call("get_workflow_step_execution", stepExecutionId=step["stepExecutionId"])
+    findings = call("list_image_scan_findings", maxResults=2)
+    call("list_image_scan_findings", maxResults=2, nextToken=findings["nextToken"])
+    call(
+        "list_image_scan_findings",
+        filters=[{"name": "imageBuildVersionArn", "values": [image["imageBuildVersionArn"]]}],
+    )
     version_arn = image["imageBuildVersionArn"].rsplit("/", 1)[0]
     call("get_image", imageBuildVersionArn=version_arn)
     listed = call("list_image_build_versions", imageVersionArn=version_arn, maxResults=2)
