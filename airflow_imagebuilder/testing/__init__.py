@@ -8,9 +8,11 @@ Usage::
         client = boto3.client("imagebuilder", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
 
 Layout, as moto splits a service: ``resources`` (recipes, configurations, pipelines and builds, each owning its
-state and description), ``backend`` (the operations: validation, client tokens, lifecycle), ``service`` (faults
-and the journal in front of the backend), ``server`` (the rest-json protocol over HTTP and the control API) and
-``emulator`` (the in-process and remote handles).
+state and description), ``workflows`` (the managed workflows a build runs, step by step, and how a planned failure
+ends them), ``findings`` (planned image scan findings and the ``ImageScanFinding`` they become), ``backend`` (the
+operations: validation, client tokens, lifecycle), ``service`` (faults and the journal in front of the backend),
+``server`` (the rest-json protocol over HTTP and the control API) and ``emulator`` (the in-process and remote
+handles).
 """
 
 from __future__ import annotations
