@@ -12,17 +12,20 @@ from pathlib import Path
 import pytest
 
 from airflow_imagebuilder.testing import EmulatorControl
-from airflow_imagebuilder.testing.processes import emulator_process
+from airflow_imagebuilder.testing.examples import seed_example_resources
+from airflow_imagebuilder.testing.processes import emulator_process, local_client
 from tests.conftest import TESTS, aws_connection
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-def task_process(endpoint: str, logical_date: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    """``airflow tasks test`` of the create task, as a separate process (the test's Airflow home and DB)."""
+def task_process(
+    endpoint: str, logical_date: str, log: Path, task: tuple[str, str] = ("ib_create_and_wait", "create"), **env: str
+) -> subprocess.Popen[bytes]:
+    """``airflow tasks test`` of a task (the create task by default), as a separate process (the test's DB)."""
     return subprocess.Popen(
-        [AIRFLOW, "tasks", "test", "ib_create_and_wait", "create", logical_date],
+        [AIRFLOW, "tasks", "test", *task, logical_date],
         env={**os.environ, "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint), **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -96,3 +99,22 @@ def test_force_rebuild_retry_after_a_crash_reuses_the_build_its_own_try_finished
         assert retry.wait(timeout=180) == 0, (tmp_path / "retry.log").read_text()[-3000:]
         assert control.images() == {arn: "AVAILABLE"}
         assert f"Reusing image {arn}" in (tmp_path / "retry.log").read_text()
+
+
+def test_worker_killed_while_waiting_for_a_pipeline_execution_the_retry_follows_it(tmp_path):
+    with emulator_process(phase_seconds=4.0, log_dir=tmp_path, strict=True) as emulator:
+        seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
+        control = EmulatorControl(emulator.endpoint_url)
+        start = ("ib_pipeline_run", "start")
+        first = task_process(emulator.endpoint_url, "2026-06-04", tmp_path / "first.log", start)
+        wait_for(lambda: len(control.journal("GetImage")) >= 2, "the wait for the pipeline's image to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        [arn] = control.images()
+
+        retry = task_process(emulator.endpoint_url, "2026-06-04", tmp_path / "retry.log", start)
+        assert retry.wait(timeout=180) == 0, (tmp_path / "retry.log").read_text()[-3000:]
+        assert control.images() == {arn: "AVAILABLE"}  # one execution: the retry followed it
+        starts = control.journal("StartImagePipelineExecution")
+        assert len(starts) == 2 and len({entry["client_token"] for entry in starts}) == 1
+        assert f"Following image {arn}" in (tmp_path / "retry.log").read_text()
