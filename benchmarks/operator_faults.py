@@ -9,14 +9,23 @@ are reported beside it.  gets_per_build_excess: answered GetImage calls per buil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+from airflow_imagebuilder.testing import EmulatorControl
+from airflow_imagebuilder.testing.processes import ServiceProcess, aws_connection_uri, emulator_process
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+#: The reliability soak's fault mix: errors (429/500/503 in equal parts) and responses lost after processing.
+ERROR_SHARE = 0.20
+DROP_SHARE = 0.05
 TASKS = 50
 PHASE_SECONDS = 0.2
 BUILD_SECONDS = 5 * PHASE_SECONDS
@@ -37,18 +46,17 @@ with DAG("bench_faults", schedule=None, start_date=pendulum.datetime(2026, 1, 1,
 """
 
 
-def measure() -> dict[str, float]:
-    from airflow_imagebuilder.testing import EmulatorControl
-    from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process
+@contextlib.contextmanager
+def airflow_with_emulator(*, strict: bool = False) -> Iterator[tuple[dict[str, str], ServiceProcess]]:
+    """A throwaway Airflow home (database migrated, empty dags folder) whose ``aws_default`` is a fresh emulator.
 
+    Yields the environment for Airflow commands and the emulator process (``strict``: seed it first).
+    """
     with (
         tempfile.TemporaryDirectory() as home,
-        emulator_process(phase_seconds=PHASE_SECONDS, log_dir=Path(home)) as emulator,
+        emulator_process(phase_seconds=PHASE_SECONDS, log_dir=Path(home), strict=strict) as emulator,
     ):
         (Path(home) / "dags").mkdir()
-        (Path(home) / "dags" / "bench_faults.py").write_text(DAG)
-        control = EmulatorControl(emulator.endpoint_url)
-        control.add_fault_mix(error_share=0.20, drop_share=0.05)
         env = {
             **os.environ,
             "AIRFLOW_HOME": home,
@@ -56,11 +64,24 @@ def measure() -> dict[str, float]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(emulator.endpoint_url),
         }
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, check=True)
-        run = subprocess.run([airflow, "dags", "test", "bench_faults"], env=env, capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(run.stdout[-3000:] + run.stderr[-3000:])
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True)
+        yield env, emulator
+
+
+def dags_test(env: dict[str, str], dag_id: str, source: str, logical_date: str | None = None) -> None:
+    """Write ``source`` as the DAG file of ``dag_id`` and run it with ``airflow dags test`` (raise if it fails)."""
+    (Path(env["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py").write_text(source)
+    command = [AIRFLOW, "dags", "test", dag_id, *([logical_date] if logical_date else [])]
+    run = subprocess.run(command, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(run.stdout[-3000:] + run.stderr[-3000:])
+
+
+def measure() -> dict[str, float]:
+    with airflow_with_emulator() as (env, emulator):
+        control = EmulatorControl(emulator.endpoint_url)
+        control.add_fault_mix(error_share=ERROR_SHARE, drop_share=DROP_SHARE)
+        dags_test(env, "bench_faults", DAG)
         journal = control.journal()
         images = control.images()
     gets_ok = [entry for entry in journal if entry["operation"] == "GetImage" and entry["outcome"] == "ok"]
