@@ -21,6 +21,10 @@ from airflow_imagebuilder.testing.processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The example DAGs in dags/ (one per file).
+EXAMPLE_DAGS = len(list((ROOT / "dags").glob("imagebuilder_*.py")))
+
+
 def engines() -> list[str]:
     """SQLite + LocalExecutor always; PostgreSQL + CeleryExecutor when CI provides the services."""
     distributed = os.environ.get("IB_ENGINE_SQL_ALCHEMY_CONN") and os.environ.get("IB_ENGINE_BROKER_URL")
@@ -104,8 +108,8 @@ class AirflowEngine:
                 start_new_session=True,
             )
         self.wait_until(
-            lambda: self.query("select count(*) from dag where dag_id like 'imagebuilder_%'")[0][0] == 3,
-            "the dag-processor to register the three example DAGs",
+            lambda: self.query("select count(*) from dag where dag_id like 'imagebuilder_%'")[0][0] == EXAMPLE_DAGS,
+            f"the dag-processor to register the {EXAMPLE_DAGS} example DAGs",
             timeout=180,
         )
         return self

@@ -8,21 +8,28 @@ import boto3
 import pytest
 
 from airflow_imagebuilder.testing import EmulatorControl
-from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, moto_process
+from airflow_imagebuilder.testing.examples import seed_example_resources
+from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 from tests.engine import AirflowEngine, engines
 
 pytestmark = pytest.mark.slow
 BACKFILL_WEEKS = ["2026-10-05", "2026-10-12", "2026-10-19"]
+BACKFILL_NIGHTS = ["2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06"]
+
+
+def images_by_tag(endpoint: str, tag: str) -> dict[str, list[str]]:
+    """Image build version ARNs by the value of their tag ``tag``."""
+    client = local_client("imagebuilder", endpoint)
+    values: dict[str, list[str]] = {}
+    for arn in EmulatorControl(endpoint).images():
+        tags = client.get_image(imageBuildVersionArn=arn)["image"].get("tags", {})
+        if tag in tags:
+            values.setdefault(tags[tag], []).append(arn)
+    return values
 
 
 def images_by_week(endpoint: str) -> dict[str, list[str]]:
-    client = boto3.client("imagebuilder", endpoint_url=endpoint, region_name="us-east-1")
-    weeks: dict[str, list[str]] = {}
-    for arn in EmulatorControl(endpoint).images():
-        tags = client.get_image(imageBuildVersionArn=arn)["image"].get("tags", {})
-        if "patch-week" in tags:
-            weeks.setdefault(tags["patch-week"], []).append(arn)
-    return weeks
+    return images_by_tag(endpoint, "patch-week")
 
 
 @pytest.mark.parametrize("kind", engines())
@@ -30,6 +37,7 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
     with emulator_process(phase_seconds=1.0, log_dir=tmp_path) as emulator, moto_process(log_dir=tmp_path) as moto:
         connection = aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)
         control = EmulatorControl(emulator.endpoint_url)
+        seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
         with AirflowEngine(tmp_path, connection, kind) as engine:
             # 1. the chain: create -> deferrable sensor (triggerer) -> SSM + Asset event -> rollout DAG
             engine.cli("dags", "unpause", "imagebuilder_golden_ami")
@@ -125,3 +133,25 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
             )
             assert len(control.journal("CancelImageCreation")) == 1
             engine.wait_for_runs("imagebuilder_weekly_rebuild", 1, prefix="manual__")
+            engine.cli("dags", "pause", "imagebuilder_weekly_rebuild")
+
+            # 5. backfill five nights of the pipeline DAG: one pipeline execution per night, AMIs published
+            control.set_phase_seconds(1)
+            engine.cli(
+                "backfill",
+                "create",
+                "--dag-id",
+                "imagebuilder_pipeline_nightly",
+                "--from-date",
+                BACKFILL_NIGHTS[0],
+                "--to-date",
+                BACKFILL_NIGHTS[-1] + "T03:00:00+00:00",
+            )
+            engine.cli("dags", "unpause", "imagebuilder_pipeline_nightly")
+            engine.wait_for_runs("imagebuilder_pipeline_nightly", len(BACKFILL_NIGHTS), prefix="backfill__")
+            engine.cli("dags", "pause", "imagebuilder_pipeline_nightly")  # catchup would go on to today
+            nights = images_by_tag(emulator.endpoint_url, "night")
+            assert {night: len(nights.get(night, [])) for night in BACKFILL_NIGHTS} == dict.fromkeys(BACKFILL_NIGHTS, 1)
+            assert all(len(arns) == 1 for arns in nights.values())  # catchup nights too: one execution each
+            ami = ssm.get_parameter(Name="/golden-ami/nightly/latest")["Parameter"]["Value"]
+            assert ami.startswith("ami-")
