@@ -97,7 +97,8 @@ def test_trigger_rejected_call_is_an_error_event(fast_emulator):
     arn = start_build(fast_emulator)
     fast_emulator.add_fault("GetImage", code="ForbiddenException", message="not authorized")
     [event] = events_of(make_trigger(arn))
-    assert event["status"] == "error" and event["error"]["code"] == "ForbiddenException" and "not authorized" in event["message"]
+    assert event["status"] == "error" and event["error"]["code"] == "ForbiddenException"
+    assert "not authorized" in event["message"]
 
 
 def test_trigger_timeout_cancels_the_build(fast_emulator):
