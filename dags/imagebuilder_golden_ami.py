@@ -56,15 +56,18 @@ with DAG(
         ami_ids: dict[str, str] = context["ti"].xcom_pull(task_ids="wait_for_image", key="ami_ids")
         if not ami_ids:
             raise ValueError(f"Image {image_arn} produced no AMI; is its recipe a container recipe?")
-        region = next(iter(ami_ids))
         parameter = context["var"]["value"].get("golden_ami_ssm_parameter", "/golden-ami/golden-base/latest")
-        ssm = SsmHook(aws_conn_id="aws_default", region_name=region)
-        ssm.conn.put_parameter(Name=parameter, Value=ami_ids[region], Type="String", Overwrite=True)
+        # One parameter per region, each holding that region's AMI: XCom dicts carry no order to rely on
+        # (PostgreSQL's JSONB sorts keys), so never "the first region".
+        for region, ami_id in ami_ids.items():
+            SsmHook(aws_conn_id="aws_default", region_name=region).conn.put_parameter(
+                Name=parameter, Value=ami_id, Type="String", Overwrite=True
+            )
         context["outlet_events"][GOLDEN_AMI].extra = {
             "image_build_version_arn": image_arn,
             "ami_ids": ami_ids,
             "ssm_parameter": parameter,
         }
-        return {"ssm_parameter": parameter, "ami_id": ami_ids[region]}
+        return {"ssm_parameter": parameter, "ami_ids": ami_ids}
 
     publish_ami(wait_for_image.output)

@@ -17,7 +17,12 @@ def test_example_dags_parse_without_errors():
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"imagebuilder_golden_ami", "imagebuilder_weekly_rebuild", "imagebuilder_rollout"}
+    assert set(bag.dag_ids) == {
+        "imagebuilder_golden_ami",
+        "imagebuilder_weekly_rebuild",
+        "imagebuilder_rollout",
+        "imagebuilder_pipeline_nightly",
+    }
     chain = bag.dags["imagebuilder_golden_ami"]
     assert [task.task_id for task in chain.topological_sort()] == ["create_image", "wait_for_image", "publish_ami"]
     assert chain.get_task("wait_for_image").deferrable
