@@ -30,7 +30,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Amazon EC2 Image Builder", "python-modules": ["airflow_imagebuilder.triggers"]}
         ],
-        "extra-links": ["airflow_imagebuilder.links.ImageBuilderImageLink"],
+        "extra-links": [
+            "airflow_imagebuilder.links.ImageBuilderImageLink",
+            "airflow_imagebuilder.links.ImageBuilderLogsLink",
+            "airflow_imagebuilder.links.ImageBuilderAmiLink",
+        ],
         "config": {
             "imagebuilder": {
                 "description": "Settings of the EC2 Image Builder provider (airflow-imagebuilder).",
