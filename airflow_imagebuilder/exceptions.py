@@ -97,6 +97,22 @@ class ImagePipelineDisabledError(ImageBuilderError, AirflowFailException):
     """The image pipeline is DISABLED: no execution was started, and a retry would find it disabled again."""
 
 
+class ImageScanFindingsError(ImageBuilderError, AirflowFailException):
+    """The image is AVAILABLE but its scan found something more severe than ``max_finding_severity`` allows.
+
+    Not retryable: the same image would be judged again.
+    """
+
+    def __init__(self, message: str, image_build_version_arn: str, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.image_build_version_arn = image_build_version_arn
+        self.counts = counts
+
+
+class ImageScanningNotEnabledError(ImageBuilderError, ValueError, AirflowFailException):
+    """A scan-findings gate (``max_finding_severity``) is set, but the build does not scan its image."""
+
+
 class ImageBuildFailedError(ImageBuilderError):
     """The image reached a failure state (FAILED, CANCELLED, DEPRECATED, DELETED, DISABLED).
 

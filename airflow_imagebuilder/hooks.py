@@ -8,6 +8,7 @@ error is retried, how, and what is raised); :meth:`ImageBuilderHook.wait_for_ima
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -20,9 +21,18 @@ from asgiref.sync import sync_to_async
 from botocore.config import Config
 
 from airflow_imagebuilder.async_clients import SHARED_CLIENTS
-from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderError
+from airflow_imagebuilder.diagnostics import (
+    DIAGNOSTIC_PERMISSIONS,
+    findings_above,
+    gate_message,
+    log_line,
+    severity_counts,
+    workflow_lines,
+)
+from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderError, ImageScanFindingsError
+from airflow_imagebuilder.links import build_log_location
 from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
-from airflow_imagebuilder.retry import TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
+from airflow_imagebuilder.retry import AUTH_CODES, TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     FAILURE_STATES,
@@ -156,6 +166,89 @@ class ImageBuilderHook(AwsBaseHook):
         except ImageBuilderApiError as error:
             return Poll(error=error)
 
+    def _pages(self, operation: str, method: str, member: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated list operation (each page retried as any call)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._call(operation, method, **kwargs)
+            items.extend(response.get(member) or [])
+            if not response.get("nextToken"):
+                return items
+            kwargs["nextToken"] = response["nextToken"]
+
+    def list_workflow_executions(self, image_build_version_arn: str) -> list[dict[str, Any]]:
+        return self._pages(
+            "ListWorkflowExecutions",
+            "list_workflow_executions",
+            "workflowExecutions",
+            imageBuildVersionArn=image_build_version_arn,
+        )
+
+    def list_workflow_step_executions(self, workflow_execution_id: str) -> list[dict[str, Any]]:
+        return self._pages(
+            "ListWorkflowStepExecutions",
+            "list_workflow_step_executions",
+            "steps",
+            workflowExecutionId=workflow_execution_id,
+        )
+
+    def list_image_scan_findings(self, image_build_version_arn: str) -> list[dict[str, Any]]:
+        filters = [{"name": "imageBuildVersionArn", "values": [image_build_version_arn]}]
+        return self._pages("ListImageScanFindings", "list_image_scan_findings", "findings", filters=filters)
+
+    def explain_failure(self, step: Step, image: dict[str, Any] | None = None) -> Step:
+        """The failed step with which workflow and step failed, and where the build's logs are, in its message.
+
+        Never raises: without permission for the workflow calls, the message gets one line naming them.
+        """
+        arn = step.image_build_version_arn
+        lines: list[str] = []
+        try:
+            workflows = self.list_workflow_executions(arn)
+            steps = {
+                str(workflow["workflowExecutionId"]): self.list_workflow_step_executions(
+                    str(workflow["workflowExecutionId"])
+                )
+                for workflow in workflows
+                if workflow.get("status") in ("FAILED", "CANCELLED") and workflow.get("workflowExecutionId")
+            }
+            lines += workflow_lines(workflows, steps)
+        except ImageBuilderApiError as error:
+            if error.code in AUTH_CODES:
+                lines.append(f"(Allow {DIAGNOSTIC_PERMISSIONS} to the connection to see which workflow step failed.)")
+            else:
+                lines.append(f"(Workflow details unavailable: {error})")
+        try:
+            image = image if image is not None else self.get_image(arn)
+            lines.append(log_line(*build_log_location(image)))
+        except (ImageBuilderApiError, ValueError) as error:
+            self.log.warning("Could not read image %s for its log location: %s", arn, error)
+        return dataclasses.replace(step, message="\n".join([step.message or "", *lines]))
+
+    def conclude(self, step: Step, image: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Act on a wait step: None while waiting, the outputs of a success; raise the outcome's exception.
+
+        A failed build's message is completed with :meth:`explain_failure` first (in the worker, every mode).
+        """
+        if step.outcome is Outcome.FAILED:
+            step = self.explain_failure(step, image)
+            self.log.error("%s", step.message)
+        return step.raise_for_outcome()
+
+    def gate_scan_findings(self, image_build_version_arn: str, max_finding_severity: str) -> dict[str, int]:
+        """Read the image's scan findings; return the count per severity, or raise past ``max_finding_severity``."""
+        findings = self.list_image_scan_findings(image_build_version_arn)
+        counts = severity_counts(findings)
+        above = findings_above(findings, max_finding_severity)
+        if above:
+            raise ImageScanFindingsError(
+                gate_message(image_build_version_arn, max_finding_severity, above, counts),
+                image_build_version_arn,
+                counts,
+            )
+        self.log.info("Scan findings of %s within %s: %s", image_build_version_arn, max_finding_severity, counts)
+        return counts
+
     def get_image_state(self, image_build_version_arn: str) -> ImageState:
         return ImageState.of(self.get_image(image_build_version_arn))
 
@@ -227,7 +320,7 @@ class ImageBuilderHook(AwsBaseHook):
                 return dict(poll.image)
             if step.outcome is Outcome.TIMED_OUT:
                 step = self.cancel_after_timeout(step, cancel_on_timeout)
-            step.raise_for_outcome()
+            self.conclude(step, dict(poll.image) if poll.image is not None else None)
             time.sleep(waiter_delay)
         raise ValueError(f"waiter_max_attempts must be at least 1, got {waiter_max_attempts}")
 

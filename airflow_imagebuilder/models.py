@@ -127,7 +127,8 @@ class CreateImageRequest(_Request):
 
     @model_validator(mode="after")
     def _exactly_one_recipe(self) -> CreateImageRequest:
-        given = [name for name in ("imageRecipeArn", "containerRecipeArn") if getattr(self, _snake(name))]
+        recipes = {"imageRecipeArn": self.image_recipe_arn, "containerRecipeArn": self.container_recipe_arn}
+        given = [name for name, value in recipes.items() if value]
         if len(given) != 1:
             raise ValueError(
                 "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn"
@@ -142,10 +143,6 @@ class StartImagePipelineExecutionRequest(_Request):
     client_token: Annotated[str, Field(min_length=1, max_length=64)]
     image_pipeline_arn: Annotated[str, Field(pattern=IMAGE_PIPELINE_ARN_PATTERN)]
     tags: Tags | None = None
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)
 
 
 #: Every top-level request field, API (camelCase) name -> operator keyword (snake_case).

@@ -12,9 +12,11 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import PokeReturnValue, conf, timezone
 
+from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
+from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderImageLink
-from airflow_imagebuilder.outputs import push_image_outputs
+from airflow_imagebuilder.outputs import finish_image
 from airflow_imagebuilder.waiting import DEFAULT_NOT_FOUND_GRACE, TransitionLog, next_step
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
 
     :param image_build_version_arn: the image build version ARN, e.g. ``create.output`` (templated).
     :param not_found_grace: seconds during which "not found" is taken for eventual consistency (default 120).
+    :param max_finding_severity: the most severe image scan finding allowed; as for the operators (default None).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
     :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for throttled/5xx API calls.
@@ -56,6 +59,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         poke_interval: float = 60,
         api_retry: dict[str, Any] | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        max_finding_severity: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -63,6 +67,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.deferrable = deferrable
         self.api_retry = api_retry
         self.not_found_grace = not_found_grace
+        self.max_finding_severity = max_finding_severity
+        check_gate_severity(max_finding_severity, self.task_id)
         self._transitions: TransitionLog | None = None
 
     @property
@@ -116,15 +122,22 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
             self._transitions = TransitionLog(arn, self.log, time.monotonic)
             ImageBuilderImageLink.record(context, self, arn)
         poll = self.hook.poll_image(arn)
+        gate = self.max_finding_severity
+        if gate and poll.image is not None and not scanning_enabled(poll.image.get("imageScanningConfiguration")):
+            raise ImageScanningNotEnabledError(
+                scanning_required_message(self.task_id, gate, f"the build of image {arn}")
+            )
         step = next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
-        outputs = self._transitions.record(step, poll).raise_for_outcome()
+        image = dict(poll.image) if poll.image is not None else None
+        outputs = self.hook.conclude(self._transitions.record(step, poll), image)
         if outputs is None:
             return False
-        push_image_outputs(context, arn, outputs, self.log)
+        finish_image(context, self.hook, arn, outputs, self.max_finding_severity)
         return PokeReturnValue(is_done=True, xcom_value=arn)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         from airflow_imagebuilder.triggers import resolve_event
 
-        push_image_outputs(context, self.image_build_version_arn, resolve_event(event), self.log)
+        outputs = resolve_event(event, self.hook)
+        finish_image(context, self.hook, self.image_build_version_arn, outputs, self.max_finding_severity)
         return self.image_build_version_arn

@@ -139,9 +139,13 @@ class ImageBuilderImageTrigger(BaseTrigger):
             self.log.warning("Could not cancel image %s on kill: %s", self.image_build_version_arn, error)
 
 
-def resolve_event(event: dict[str, Any] | None) -> dict[str, Any]:
-    """Turn a trigger event back into the sync path's result: the outputs, or the very exception it raises."""
+def resolve_event(event: dict[str, Any] | None, hook: ImageBuilderHook | None = None) -> dict[str, Any]:
+    """Turn a trigger event back into the sync path's result: the outputs, or the very exception it raises.
+
+    With ``hook`` (in the worker), a failed build's message gets the same details the sync path adds.
+    """
     step = Step.from_event(event)
     if step.outcome is Outcome.WAITING:
         raise ImageBuilderError(f"ImageBuilderImageTrigger fired without an outcome: {event!r}")
-    return step.raise_for_outcome() or {}
+    outputs = hook.conclude(step) if hook is not None else step.raise_for_outcome()
+    return outputs or {}

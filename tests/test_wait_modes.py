@@ -81,7 +81,7 @@ def test_sensor_fails_on_an_arn_that_does_not_exist_once_the_grace_ends(fast_emu
     dag_run = run_sensor(monkeypatch, mode, MISSING_ARN, grace=1)
     assert task_states(dag_run) == {"wait": "failed"}
     assert "was still not found after more than 1s of waiting" in capfd.readouterr().out
-    assert 2 <= len(gets(fast_emulator)) <= 30
+    assert 1 <= len(gets(fast_emulator)) <= 30  # the first poll alone may outlast a 1 s grace on a busy machine
 
 
 def test_sync_wait_fails_on_an_arn_that_does_not_exist_once_the_grace_ends(fast_emulator):
@@ -130,7 +130,8 @@ def deferred_wait(arn: str, **kwargs):
             return event.payload
         return None
 
-    return resolve_event(asyncio.run(first_event()))
+    # As execute_complete does in the worker: the hook adds a failed build's details.
+    return resolve_event(asyncio.run(first_event()), ImageBuilderHook(aws_conn_id="aws_default", api_retry=FAST_RETRY))
 
 
 @pytest.mark.parametrize("wait", [sync_wait, deferred_wait], ids=["sync", "deferred"])
@@ -217,6 +218,7 @@ CAUSES = {
 def without_request_ids(message: str) -> str:
     """The message with what differs between two builds of one cause (request and execution ids) left out."""
     message = re.sub(r"request id [\w-]+", "request id <id>", message)
+    message = re.sub(r"log stream 1\.0\.0/\d+$", "log stream <stream>", message)
     return re.sub(r"\b(wf|step)-[0-9a-f-]{36}", r"\1-<id>", message)
 
 
