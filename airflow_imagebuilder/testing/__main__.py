@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
+from airflow_imagebuilder.testing.events import delay_range
 from airflow_imagebuilder.testing.resources import PHASES
 
 
@@ -44,6 +45,28 @@ def parse_fault(text: str) -> dict[str, Any]:
         else:
             raise argparse.ArgumentTypeError(f"--fault {text!r}: unknown field {key!r}")
     return fault
+
+
+def parse_event_delay(text: str) -> Any:
+    """``S`` or ``LOW-HIGH`` real seconds a delayed state change event is held back."""
+    try:
+        low, dash, high = text.partition("-")
+        value: Any = [float(low), float(high)] if dash else float(text)
+        delay_range(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--event-delay {text!r}: {error}") from error
+    return value
+
+
+def parse_share(text: str) -> float:
+    """A share between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share between 0 and 1")
+    return value
 
 
 def parse_failure(text: str) -> dict[str, Any]:
@@ -129,6 +152,28 @@ def main(argv: list[str] | None = None) -> int:
         help="plan scan findings with the control API's body of POST /_emulator/scan-findings (repeatable), e.g. "
         '\'{"findings": [{"severity": "HIGH", "package_name": "openssl"}], "count": 1}\'',
     )
+    parser.add_argument(
+        "--events-endpoint-url",
+        metavar="URL",
+        help="send Image Builder's state change event of every build's every status change to this EventBridge "
+        "endpoint (e.g. moto server), on the default event bus",
+    )
+    parser.add_argument(
+        "--event-drop-share", type=parse_share, default=0.0, help="share of state change events never sent (0 to 1)"
+    )
+    parser.add_argument(
+        "--event-delay",
+        type=parse_event_delay,
+        default=0.0,
+        metavar="S|LOW-HIGH",
+        help="real seconds a delayed state change event is held back, or a range each draws from",
+    )
+    parser.add_argument(
+        "--event-delay-share",
+        type=parse_share,
+        default=1.0,
+        help="share of the events not dropped that --event-delay holds back (default: all)",
+    )
     args = parser.parse_args(argv)
     emulator = ImageBuilderEmulator(
         host=args.host,
@@ -139,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         visibility_delay=args.visibility_delay,
         validate_responses=args.validate_responses,
+        events_endpoint_url=args.events_endpoint_url,
+        event_drop_share=args.event_drop_share,
+        event_delay=args.event_delay,
+        event_delay_share=args.event_delay_share,
     )
     try:
         for fault in args.fault:

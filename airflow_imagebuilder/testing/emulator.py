@@ -8,12 +8,14 @@ airflow_imagebuilder.testing``) sets them at start-up.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_imagebuilder.testing.backend import ImageBuilderBackend
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
+from airflow_imagebuilder.testing.events import EventDelay, EventPublisher, EventRecord, event_controls
 from airflow_imagebuilder.testing.server import EmulatorHTTPServer
 from airflow_imagebuilder.testing.service import FAULT_MIX_CODES, EmulatedService, Fault, JournalEntry
 
@@ -32,6 +34,11 @@ class ImageBuilderEmulator:
     :param visibility_delay: seconds after a build starts during which GetImage answers not found.
     :param validate_responses: check every response against botocore's model and answer an emulator bug
         (HTTP 501 ``EmulatorBug``, never retried) when one does not conform.
+    :param events_endpoint_url: an EventBridge endpoint (moto server) to which every status change of every build
+        is sent as Image Builder's state change event (see ``events.py``); no events when None.
+    :param event_drop_share: share of those events never sent (best effort is the service's promise).
+    :param event_delay: real seconds a delayed event is held back: a number or a ``[low, high]`` range.
+    :param event_delay_share: share of the events not dropped that are delayed (all of them by default).
     """
 
     def __init__(
@@ -46,6 +53,10 @@ class ImageBuilderEmulator:
         seed: int = 0,
         visibility_delay: float = 0.0,
         validate_responses: bool = False,
+        events_endpoint_url: str | None = None,
+        event_drop_share: float = 0.0,
+        event_delay: EventDelay = 0.0,
+        event_delay_share: float = 1.0,
     ) -> None:
         self.backend = ImageBuilderBackend(
             clock=clock,
@@ -57,6 +68,18 @@ class ImageBuilderEmulator:
         self.service = EmulatedService(self.backend, seed=seed, validate_responses=validate_responses)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
+        self.events: EventPublisher | None = None
+        if events_endpoint_url:
+            self.events = EventPublisher(
+                self.backend,
+                events_endpoint_url,
+                drop_share=event_drop_share,
+                delay=event_delay,
+                delay_share=event_delay_share,
+                seed=seed,
+            )
+        elif event_drop_share or event_delay:
+            raise ValueError("event_drop_share and event_delay need events_endpoint_url")
 
     @property
     def state(self) -> ImageBuilderBackend:
@@ -66,11 +89,16 @@ class ImageBuilderEmulator:
     def start(self) -> ImageBuilderEmulator:
         """Bind and serve in a background thread."""
         self._server = EmulatorHTTPServer(self._address, self.service)
+        self._server.controls.update(event_controls(self.events))
         self._server.serve_in_thread()
+        if self.events is not None:
+            self.events.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        if self.events is not None:
+            self.events.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -165,6 +193,26 @@ class ImageBuilderEmulator:
         """Every image build version ARN with its current status."""
         return self.backend.statuses()
 
+    def _events(self) -> EventPublisher:
+        if self.events is None:
+            raise RuntimeError("the emulator sends no events; use ImageBuilderEmulator(events_endpoint_url=...)")
+        return self.events
+
+    def set_event_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
+        """Drop ``drop_share`` of state change events from now on, delay ``delay_share`` of the rest by ``delay``.
+
+        ``delay`` is real seconds, a number or a ``[low, high]`` range; choices come from the emulator's seed.
+        """
+        self._events().set_faults(drop_share, delay, delay_share)
+
+    def event_journal(self, image_build_version_arn: str | None = None) -> list[EventRecord]:
+        """Every state change event so far (of one build, if given): sent, dropped, delayed or failed."""
+        return self.events.journal(image_build_version_arn) if self.events is not None else []
+
+    def flush_events(self, timeout: float = 10.0) -> bool:
+        """Wait until every state change due by now is sent (delayed ones included); False on timeout."""
+        return self._events().flush(timeout)
+
     def advance(self, seconds: float) -> float:
         """Move the manual clock forward; returns the new clock time."""
         if not isinstance(self.backend.clock, ManualClock):
@@ -207,6 +255,30 @@ class EmulatorControl:
     def images(self) -> dict[str, str]:
         """Every image build version ARN with its current status."""
         return dict(self._call("GET", "images"))
+
+    def set_event_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
+        """Drop ``drop_share`` of state change events from now on, delay ``delay_share`` of the rest by ``delay``."""
+        seconds = delay if isinstance(delay, (int, float)) else list(delay)
+        self._call("POST", "event-faults", {"drop_share": drop_share, "delay": seconds, "delay_share": delay_share})
+
+    def event_journal(self, image_build_version_arn: str | None = None) -> list[dict[str, Any]]:
+        """Every state change event so far (of one build, if given), as dictionaries of :class:`EventRecord` fields."""
+        records = self._call("GET", "events")
+        return [
+            record
+            for record in records
+            if image_build_version_arn is None or record["image_build_version_arn"] == image_build_version_arn
+        ]
+
+    def flush_events(self, timeout: float = 10.0) -> bool:
+        """Wait until every state change due by now is sent (delayed ones included); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if self._call("POST", "events/flush", {"timeout": max(0.0, min(remaining, 5.0))})["flushed"]:
+                return True
+            if remaining <= 5.0:
+                return False
 
     def add_fault(self, operation: str = "*", **fault: Any) -> None:
         """Inject a fault into calls of ``operation``; keyword arguments as :class:`Fault`."""

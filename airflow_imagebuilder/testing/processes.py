@@ -76,9 +76,16 @@ class ServiceProcess:
 
 
 def emulator_process(
-    phase_seconds: float = 2.0, port: int | None = None, log_dir: Path | None = None, strict: bool = False
+    phase_seconds: float = 2.0,
+    port: int | None = None,
+    log_dir: Path | None = None,
+    strict: bool = False,
+    events_endpoint_url: str | None = None,
 ) -> ServiceProcess:
-    """The Image Builder emulator CLI as a child process (``strict``: resources must be created first)."""
+    """The Image Builder emulator CLI as a child process (``strict``: resources must be created first).
+
+    ``events_endpoint_url``: send every build's state change events to this EventBridge endpoint (moto server).
+    """
     port = port or free_port()
     command = [
         sys.executable,
@@ -91,6 +98,8 @@ def emulator_process(
     ]
     if strict:
         command.append("--strict")
+    if events_endpoint_url:
+        command += ["--events-endpoint-url", events_endpoint_url]
     return ServiceProcess("imagebuilder-emulator", command, port, "/_emulator/health", log_dir)
 
 
