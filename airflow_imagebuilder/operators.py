@@ -35,6 +35,7 @@ from airflow_imagebuilder.outputs import finish_image
 from airflow_imagebuilder.token import derive_client_token
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_SAFETY_POLL_INTERVAL,
     FAILURE_STATES,
     SUCCESS_STATES,
     ImageState,
@@ -102,6 +103,10 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         ``MEDIUM``, ``HIGH`` or ``CRITICAL``); once AVAILABLE, the task reads the image's scan findings, pushes
         ``scan_findings_counts`` and fails without retries, naming the worst, past it.  Needs image scanning
         enabled.  Default None: no gate.
+    :param completion_queue_url: an SQS queue receiving Image Builder's state change events; a deferred wait
+        then learns the outcome from it instead of polling (templated; see
+        :class:`~airflow_imagebuilder.triggers.ImageBuilderImageTrigger`).  Default None: polling.
+    :param safety_poll_interval: seconds between the safety GetImage calls of an event-driven wait (600).
     :param aws_conn_id: the Airflow connection used for AWS credentials.
     :param region_name: AWS region; defaults to the connection's.
     :param verify: whether or not to verify SSL certificates.
@@ -124,6 +129,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     cancel_on_kill: bool
     api_retry: dict[str, Any] | None
     max_finding_severity: str | None
+    completion_queue_url: str | None
+    safety_poll_interval: float
     _in_flight_arn: str | None
 
     def __init__(
@@ -138,6 +145,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         cancel_on_kill: bool = True,
         api_retry: dict[str, Any] | None = None,
         max_finding_severity: str | None = None,
+        completion_queue_url: str | None = None,
+        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -156,6 +165,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             cancel_on_kill=cancel_on_kill,
             api_retry=api_retry,
             max_finding_severity=max_finding_severity,
+            completion_queue_url=completion_queue_url,
+            safety_poll_interval=safety_poll_interval,
             _in_flight_arn=None,
         )
         check_gate_severity(max_finding_severity, self.task_id)
@@ -207,11 +218,15 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
                     botocore_config=self.botocore_config,
                     cancel_on_kill=self.cancel_on_kill,
                     api_retry=self.api_retry,
+                    completion_queue_url=self.completion_queue_url,
+                    safety_poll_interval=self.safety_poll_interval,
                 ),
                 method_name="execute_complete",
                 # The trigger times out (and cancels) first; this only bounds a trigger that never fires.
                 timeout=timedelta(seconds=self.waiter_delay * self.waiter_max_attempts + 10 * 60),
             )
+        if self.completion_queue_url:
+            self.log.warning("completion_queue_url applies to deferrable waits; this sync wait polls GetImage")
         self._in_flight_arn = arn
         image = self.hook.wait_for_image(
             arn,
@@ -313,7 +328,7 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
     :param logging_configuration: ``{"logGroupName": ...}``.
     """
 
-    template_fields: Sequence[str] = aws_template_fields(*REQUEST_FIELDS.values())
+    template_fields: Sequence[str] = aws_template_fields(*REQUEST_FIELDS.values(), "completion_queue_url")
     template_fields_renderers = {
         "image_scanning_configuration": "json",
         "image_tests_configuration": "json",
@@ -437,7 +452,9 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
     :param start_disabled: start the pipeline even when it is DISABLED (default False).
     """
 
-    template_fields: Sequence[str] = aws_template_fields("image_pipeline_arn", "tags", "client_token")
+    template_fields: Sequence[str] = aws_template_fields(
+        "image_pipeline_arn", "tags", "client_token", "completion_queue_url"
+    )
     template_fields_renderers = {"tags": "json"}
     start_operation = "StartImagePipelineExecution"
 

@@ -17,7 +17,12 @@ from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderImageLink
 from airflow_imagebuilder.outputs import finish_image
-from airflow_imagebuilder.waiting import DEFAULT_NOT_FOUND_GRACE, TransitionLog, next_step
+from airflow_imagebuilder.waiting import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_SAFETY_POLL_INTERVAL,
+    TransitionLog,
+    next_step,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -37,6 +42,9 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
     :param image_build_version_arn: the image build version ARN, e.g. ``create.output`` (templated).
     :param not_found_grace: seconds during which "not found" is taken for eventual consistency (default 120).
     :param max_finding_severity: the most severe image scan finding allowed; as for the operators (default None).
+    :param completion_queue_url: an SQS queue of Image Builder's state change events for the deferrable wait
+        (templated; default None: polling); see :class:`~airflow_imagebuilder.triggers.ImageBuilderImageTrigger`.
+    :param safety_poll_interval: seconds between the safety GetImage calls of an event-driven wait (600).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
     :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for throttled/5xx API calls.
@@ -47,7 +55,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
     """
 
     aws_hook_class = ImageBuilderHook
-    template_fields: Sequence[str] = aws_template_fields("image_build_version_arn")
+    template_fields: Sequence[str] = aws_template_fields("image_build_version_arn", "completion_queue_url")
     operator_extra_links = (ImageBuilderImageLink(),)
     ui_color = "#ff9900"
 
@@ -60,6 +68,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         api_retry: dict[str, Any] | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_finding_severity: str | None = None,
+        completion_queue_url: str | None = None,
+        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -68,6 +78,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.api_retry = api_retry
         self.not_found_grace = not_found_grace
         self.max_finding_severity = max_finding_severity
+        self.completion_queue_url = completion_queue_url
+        self.safety_poll_interval = safety_poll_interval
         check_gate_severity(max_finding_severity, self.task_id)
         self._transitions: TransitionLog | None = None
 
@@ -103,6 +115,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
                 cancel_on_kill=False,
                 api_retry=self.api_retry,
                 not_found_grace=max(0.0, self.not_found_grace - self._elapsed(context)),
+                completion_queue_url=self.completion_queue_url,
+                safety_poll_interval=self.safety_poll_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

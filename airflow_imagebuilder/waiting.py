@@ -34,6 +34,8 @@ FAILURE_STATES = frozenset({"FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DIS
 
 #: Seconds during which "not found" is taken for the service's eventual consistency after CreateImage.
 DEFAULT_NOT_FOUND_GRACE = 120.0
+#: Seconds between two safety GetImage calls of an event-driven wait (in case an event is lost).
+DEFAULT_SAFETY_POLL_INTERVAL = 600.0
 
 
 @dataclasses.dataclass(frozen=True)

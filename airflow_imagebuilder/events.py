@@ -1,0 +1,260 @@
+"""Image Builder's own state change events, read from an SQS queue: shared consumers and the set-up check.
+
+Image Builder sends an "EC2 Image Builder Image State Change" event to EventBridge on every status change of a
+build; a rule delivers it to an SQS queue.  Within one triggerer event loop, every wait that names the same queue
+shares one :class:`QueueConsumer`: one long poll (``WaitTimeSeconds=20``) whose messages are routed to the wait
+following each ARN.  A message for an ARN this process does not wait for is made visible again for other
+triggerers and never deleted; a message is deleted once its wait has the outcome.  Malformed messages are logged
+once and left to the queue's redrive policy.
+
+``python -m airflow_imagebuilder.events check --queue-url URL`` checks that a queue is reachable and receives
+Image Builder events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sys
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+EVENT_SOURCE = "aws.imagebuilder"
+DETAIL_TYPE = "EC2 Image Builder Image State Change"
+#: The EventBridge rule pattern that selects these events.
+EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE]}
+#: Long poll of the shared consumers (SQS's maximum).
+WAIT_TIME_SECONDS = 20
+#: A message for a build nobody here waits for is visible again after this many seconds, doubling with each
+#: receive up to :data:`MAX_RELEASE_SECONDS`, so foreign messages reach other triggerers without churning here.
+RELEASE_SECONDS = 1
+MAX_RELEASE_SECONDS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class StateChange:
+    """One state change event, as received from the queue."""
+
+    image_build_version_arn: str
+    status: str
+    reason: str | None
+    previous_status: str | None
+    message_id: str
+    receipt_handle: str
+    time: str | None = None
+
+
+def parse_message(message: Mapping[str, Any]) -> StateChange | None:
+    """The state change an SQS message carries, or None when it is not an Image Builder state change event."""
+    try:
+        event = json.loads(message["Body"])
+        if event.get("source") != EVENT_SOURCE or event.get("detail-type") != DETAIL_TYPE:
+            return None
+        [arn] = [resource for resource in event["resources"] if ":image/" in resource]
+        state = event["detail"]["state"]
+        previous = event["detail"].get("previous-state") or {}
+        return StateChange(
+            image_build_version_arn=str(arn),
+            status=str(state["status"]),
+            reason=state.get("reason"),
+            previous_status=previous.get("status"),
+            message_id=str(message["MessageId"]),
+            receipt_handle=str(message["ReceiptHandle"]),
+            time=event.get("time"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def sqs_hook(aws_conn_id: str | None, region_name: str | None, verify: Any, botocore_config: Any) -> AwsBaseHook:
+    return AwsBaseHook(
+        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, config=botocore_config, client_type="sqs"
+    )
+
+
+class QueueConsumer:
+    """One long-polling consumer of a queue, routing state changes to the waits subscribed to their ARN.
+
+    :param hook: an ``AwsBaseHook`` with ``client_type="sqs"`` (its connection reaches the queue).
+    :param queue_url: the queue.
+    """
+
+    def __init__(self, hook: AwsBaseHook, queue_url: str) -> None:
+        self.hook = hook
+        self.queue_url = queue_url
+        self._inboxes: dict[str, asyncio.Queue[StateChange]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: Any = None
+        self._context: Any = None
+        self._malformed: set[str] = set()
+        #: Messages received, released for others, deleted, malformed: what a test or benchmark checks.
+        self.counts = {"received": 0, "routed": 0, "released": 0, "deleted": 0, "malformed": 0}
+        #: The image build version ARN of each message deleted.
+        self.deleted_arns: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def subscription(self, image_build_version_arn: str) -> AsyncIterator[asyncio.Queue[StateChange]]:
+        """Receive the state changes of one build for the ``async with`` block."""
+        inbox: asyncio.Queue[StateChange] = asyncio.Queue()
+        self._inboxes[image_build_version_arn] = inbox
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._consume())
+        try:
+            yield inbox
+        finally:
+            self._inboxes.pop(image_build_version_arn, None)
+            if not self._inboxes:
+                await self._stop()
+
+    async def delete(self, change: StateChange) -> None:
+        """Delete a message whose wait has what it needed from it."""
+        client = await self._client_ready()
+        with contextlib.suppress(Exception):  # already deleted or expired: the outcome stands either way
+            await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle)
+            self.counts["deleted"] += 1
+            self.deleted_arns.append(change.image_build_version_arn)
+
+    async def _client_ready(self) -> Any:
+        if self._client is None:
+            self._context = await self.hook.get_async_conn()
+            self._client = await self._context.__aenter__()
+        return self._client
+
+    async def _consume(self) -> None:
+        while self._inboxes:
+            try:
+                client = await self._client_ready()
+                response = await client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=WAIT_TIME_SECONDS,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the waits' safety polls go on; try the queue again shortly
+                self.hook.log.warning("Receiving from %s failed: %s; retrying in 5s", self.queue_url, error)
+                await asyncio.sleep(5)
+                continue
+            for message in response.get("Messages", []):
+                await self._route(client, message)
+
+    async def _route(self, client: Any, message: Mapping[str, Any]) -> None:
+        self.counts["received"] += 1
+        change = parse_message(message)
+        if change is None:
+            self.counts["malformed"] += 1
+            message_id = str(message.get("MessageId"))
+            if message_id not in self._malformed:
+                self._malformed.add(message_id)
+                self.hook.log.warning(
+                    "Message %s on %s is not an Image Builder state change event; left to the queue's redrive "
+                    "policy: %.200s",
+                    message_id,
+                    self.queue_url,
+                    message.get("Body"),
+                )
+            return
+        inbox = self._inboxes.get(change.image_build_version_arn)
+        if inbox is not None:
+            self.counts["routed"] += 1
+            inbox.put_nowait(change)
+            return
+        receives = int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
+        self.counts["released"] += 1
+        with contextlib.suppress(Exception):
+            await client.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=change.receipt_handle,
+                VisibilityTimeout=min(MAX_RELEASE_SECONDS, RELEASE_SECONDS * 2 ** (receives - 1)),
+            )
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        context, self._context, self._client = self._context, None, None
+        if context is not None:
+            await context.__aexit__(None, None, None)
+
+
+class _Consumers:
+    """The consumers of each event loop, by queue and connection settings."""
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], QueueConsumer]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(
+        self, queue_url: str, aws_conn_id: str | None, region_name: str | None, verify: Any, config: Any
+    ) -> QueueConsumer:
+        consumers = self._loops.setdefault(asyncio.get_running_loop(), {})
+        key = (queue_url, aws_conn_id, region_name, str(verify), json.dumps(config, sort_keys=True, default=str))
+        if key not in consumers:
+            consumers[key] = QueueConsumer(sqs_hook(aws_conn_id, region_name, verify, config), queue_url)
+        return consumers[key]
+
+
+#: The consumers of this process, used by :class:`~airflow_imagebuilder.triggers.ImageBuilderImageTrigger`.
+CONSUMERS = _Consumers()
+
+
+# ------------------------------------------------------------------------------------------ set-up check
+def check_queue(queue_url: str, aws_conn_id: str | None = "aws_default", region_name: str | None = None) -> list[str]:
+    """Problems found with a completion queue (empty when it is ready); prints what it checks."""
+    problems: list[str] = []
+    sqs = sqs_hook(aws_conn_id, region_name, None, None).conn
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    except Exception as error:
+        return [f"the queue is not reachable with connection {aws_conn_id!r}: {error}"]
+    print(f"queue reachable: {attributes.get('QueueArn')}")
+    policy = attributes.get("Policy") or ""
+    if "events.amazonaws.com" not in policy:
+        problems.append("the queue policy does not allow events.amazonaws.com to send messages (sqs:SendMessage)")
+    events = AwsBaseHook(aws_conn_id=aws_conn_id, region_name=region_name, client_type="events").conn
+    try:
+        rules = events.list_rule_names_by_target(TargetArn=attributes["QueueArn"]).get("RuleNames", [])
+    except Exception as error:
+        rules = []
+        problems.append(f"could not list the EventBridge rules targeting the queue: {error}")
+    matching = []
+    for rule in rules:
+        pattern = json.loads(events.describe_rule(Name=rule).get("EventPattern") or "{}")
+        if EVENT_SOURCE in pattern.get("source", []):
+            matching.append(rule)
+    print(f"EventBridge rules sending Image Builder events here: {matching or 'none'}")
+    if not matching:
+        problems.append(f"no EventBridge rule with pattern {json.dumps(EVENT_PATTERN)} targets the queue")
+    peeked = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1)
+    changes = [change for change in map(parse_message, peeked.get("Messages", [])) if change is not None]
+    print(f"Image Builder events waiting in the queue now: {len(changes)} (of {len(peeked.get('Messages', []))})")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_imagebuilder.events", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="check that a queue is reachable and receives Image Builder events")
+    check.add_argument("--queue-url", required=True)
+    check.add_argument("--conn-id", default="aws_default", help="Airflow connection (default aws_default)")
+    check.add_argument("--region", default=None)
+    arguments = parser.parse_args(argv)
+    problems = check_queue(arguments.queue_url, arguments.conn_id, arguments.region)
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("OK: the queue is ready for event-driven waits" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
