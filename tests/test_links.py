@@ -171,3 +171,27 @@ def test_links_are_persisted_and_rendered_by_airflow_for_each_partition():
         # Airflow renders each extra link in the worker when the task ends and stores the URL the UI shows.
         assert xcom(dag_run, task_id, "_link_ImageBuilderLogsLink") == expected_logs_url(partition)
         assert xcom(dag_run, task_id, "_link_ImageBuilderAmiLink") == expected_ami_url(partition)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_operator_and_sensor_store_the_three_links_of_a_build_against_the_emulator(fast_emulator, monkeypatch):
+    monkeypatch.setenv("IB_WAIT", "1")
+    logical_date = dt.datetime(2026, 5, 2, tzinfo=dt.UTC)
+    dag_run = load_dag("create_and_wait.py", "ib_create_and_wait").test(
+        logical_date=logical_date, run_after=logical_date
+    )
+    assert task_states(dag_run) == {"create": "success", "wait": "success"}
+    [arn] = fast_emulator.state.image_arns()
+    ami = xcom(dag_run, "create", "ami_ids")["us-east-1"]
+    console = "https://console.aws.amazon.com"
+    for task_id in ("create", "wait"):
+        assert xcom(dag_run, task_id, "_link_ImageBuilderImageLink") == (
+            f"{console}/imagebuilder/home?region=us-east-1#/images/{arn.replace('/', '%2F')}/details"
+        )
+        assert xcom(dag_run, task_id, "_link_ImageBuilderLogsLink") == (
+            f"{console}/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/"
+            "$252Faws$252Fimagebuilder$252Fgolden-base/log-events/1.0.0$252F1"
+        )
+        assert xcom(dag_run, task_id, "_link_ImageBuilderAmiLink") == (
+            f"{console}/ec2/home?region=us-east-1#ImageDetails:imageId={ami}"
+        )
