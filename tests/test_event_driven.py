@@ -161,3 +161,15 @@ def test_the_asset_watcher_trigger_fires_once_per_matching_available_image(wired
     assert events[0]["status"] == "AVAILABLE" and set(events[0]["ami_ids"]) == {"us-east-1", "eu-west-1"}
     assert events[0]["source_pipeline_arn"] == arns["pipeline"]
     assert failed["imageBuildVersionArn"] != good["imageBuildVersionArn"]
+
+
+def test_the_check_command_finds_a_wired_queue_ready_and_names_what_a_bare_queue_lacks(wired, moto, capsys):
+    from airflow_imagebuilder.events import main
+
+    _, queue_url = wired
+    assert main(["check", "--queue-url", queue_url]) == 0
+    assert "OK: the queue is ready" in capsys.readouterr().out
+    bare = client("sqs", moto.endpoint_url).create_queue(QueueName="bare-queue")["QueueUrl"]
+    assert main(["check", "--queue-url", bare]) == 1
+    output = capsys.readouterr().out
+    assert "does not allow events.amazonaws.com" in output and "no EventBridge rule" in output

@@ -31,6 +31,8 @@ NOT_RUN = {
     "make test-oldest": "builds a second virtualenv with the oldest supported Airflow",
     "make bench": "benchmarks take minutes and print ratios, they assert nothing",
     "docker compose up": "needs docker; tests/test_docker_compose.py checks the compose file",
+    "python -m airflow_imagebuilder.events check": "needs a queue wired to EventBridge; tests/test_event_driven.py "
+    "runs the check against moto",
 }
 
 
