@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from airflow_imagebuilder.testing.backend import phase_durations
 from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
 from airflow_imagebuilder.testing.events import delay_range
 from airflow_imagebuilder.testing.resources import PHASES
+from airflow_imagebuilder.testing.service import DENIED_CODE, OUTAGE_MODES
 
 
 def parse_fault(text: str) -> dict[str, Any]:
@@ -45,6 +47,33 @@ def parse_fault(text: str) -> dict[str, Any]:
         else:
             raise argparse.ArgumentTypeError(f"--fault {text!r}: unknown field {key!r}")
     return fault
+
+
+def parse_phase_seconds(text: str) -> Any:
+    """``S`` (every phase), ``LOW-HIGH`` (a range each build draws from) or a JSON object per phase.
+
+    Examples: ``5``, ``2-10``, ``'{"BUILDING": [10, 50], "TESTING": 2}'``.
+    """
+    try:
+        if text.lstrip().startswith("{"):
+            value: Any = json.loads(text)
+        elif "-" in text.strip().lstrip("-"):
+            low, _, high = text.partition("-")
+            value = [float(low), float(high)]
+        else:
+            value = float(text)
+        phase_durations(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--phase-seconds {text!r}: {error}") from error
+    return value
+
+
+def parse_denied_key(text: str) -> dict[str, Any]:
+    """``ACCESS_KEY_ID[:CODE]`` of a denied access key, as keyword arguments of ``deny_access_key``."""
+    key, _, code = text.partition(":")
+    if not key:
+        raise argparse.ArgumentTypeError(f"--deny-access-key {text!r}: expected ACCESS_KEY_ID[:CODE]")
+    return {"access_key_id": key, "code": code or DENIED_CODE}
 
 
 def parse_event_delay(text: str) -> Any:
@@ -101,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5055, help="TCP port (default: 5055; 0 picks a free one)")
-    parser.add_argument("--phase-seconds", type=float, default=5.0, help="seconds per lifecycle phase (default: 5)")
+    parser.add_argument(
+        "--phase-seconds",
+        type=parse_phase_seconds,
+        default=5.0,
+        metavar="S|LOW-HIGH|JSON",
+        help="seconds per lifecycle phase (default: 5): a number, a LOW-HIGH range each build draws its own "
+        "duration from, or a JSON object per phase, e.g. '{\"BUILDING\": [10, 50]}'",
+    )
     parser.add_argument("--account-id", default="123456789012", help="account id of emulated resources")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument(
@@ -125,6 +161,25 @@ def main(argv: list[str] | None = None) -> int:
         "--fault-mix",
         metavar="ERROR_SHARE[,DROP_SHARE]",
         help="answer this share of all calls with 429/500/503 and lose DROP_SHARE of responses, e.g. 0.2,0.05",
+    )
+    parser.add_argument(
+        "--outage",
+        choices=OUTAGE_MODES,
+        help="start in an outage: 'unavailable' answers 503 to every call, 'drop' closes every connection "
+        "(end it with DELETE /_emulator/outage)",
+    )
+    parser.add_argument(
+        "--deny-access-key",
+        type=parse_denied_key,
+        action="append",
+        default=[],
+        metavar="ACCESS_KEY_ID[:CODE]",
+        help=f"answer every call signed with this access key with CODE (default {DENIED_CODE}, HTTP 403); repeatable",
+    )
+    parser.add_argument(
+        "--hold-builds",
+        action="store_true",
+        help="keep new builds PENDING until released (DELETE /_emulator/hold)",
     )
     parser.add_argument(
         "--fail-next-build",
@@ -199,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
             emulator.fail_next_builds(**failure)
         for planned in args.scan_findings:
             emulator.plan_scan_findings(**planned)
+        for denied in args.deny_access_key:
+            emulator.deny_access_key(**denied)
+        if args.outage:
+            emulator.start_outage(args.outage)
+        if args.hold_builds:
+            emulator.hold_builds()
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     stop = threading.Event()

@@ -16,8 +16,9 @@ import base64
 import binascii
 import datetime as dt
 import json
+import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
@@ -79,22 +80,43 @@ def partition_of(region: str) -> str:
     return "aws"
 
 
-def phase_durations(phase_seconds: float | Mapping[str, float]) -> dict[str, float]:
-    """Seconds per phase.  Unless CREATING is given, it shares PENDING's time with PENDING (half each)."""
+#: Seconds of one phase: a number, or a ``[low, high]`` range from which each build draws its own duration.
+PhaseLength = float | Sequence[float]
+#: Seconds a held build stays PENDING before :meth:`ImageBuilderBackend.release_builds` (practically forever).
+HELD_SECONDS = 1e9
+
+
+def _phase_range(name: str, value: PhaseLength) -> tuple[float, float]:
+    if isinstance(value, (int, float)):
+        low = high = float(value)
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        low, high = float(value[0]), float(value[1])
+    else:
+        raise ValueError(f"phase_seconds[{name}]: {value!r} is neither a number nor a [low, high] range")
+    if low < 0 or high < low:
+        raise ValueError(f"phase_seconds[{name}]: {value!r} must be >= 0 (and low <= high for a range)")
+    return low, high
+
+
+def phase_durations(phase_seconds: PhaseLength | Mapping[str, PhaseLength]) -> dict[str, tuple[float, float]]:
+    """Seconds per phase as ``(low, high)`` ranges (equal bounds for a fixed duration).
+
+    One value for every phase, or a mapping per phase (phases not named last 1 second).  A ``[low, high]`` range
+    gives each new build its own duration, drawn uniformly.  Unless CREATING is given, it shares PENDING's time
+    with PENDING (half each).
+    """
     if isinstance(phase_seconds, Mapping):
         unknown = set(phase_seconds) - set(PHASES)
         if unknown:
             raise ValueError(f"phase_seconds: unknown phases {sorted(unknown)}; phases are {PHASES}")
-        durations = {phase: float(phase_seconds.get(phase, 1.0)) for phase in PHASES}
+        durations = {phase: _phase_range(phase, phase_seconds.get(phase, 1.0)) for phase in PHASES}
         explicit_creating = "CREATING" in phase_seconds
     else:
-        durations = dict.fromkeys(PHASES, float(phase_seconds))
+        durations = dict.fromkeys(PHASES, _phase_range("*", phase_seconds))
         explicit_creating = False
     if not explicit_creating:
-        durations["PENDING"] = durations["CREATING"] = durations["PENDING"] / 2
-    for phase, seconds in durations.items():
-        if seconds < 0:
-            raise ValueError(f"phase_seconds[{phase}]: {seconds} must be >= 0")
+        low, high = durations["PENDING"]
+        durations["PENDING"] = durations["CREATING"] = (low / 2, high / 2)
     return durations
 
 
@@ -107,16 +129,18 @@ class ImageBuilderBackend:
     :param visibility_delay: seconds after a build starts during which GetImage answers ResourceNotFoundException
         (the service's eventual consistency).
     :param strict: require the resources a request names to exist (see the module docstring).
+    :param seed: seed of the random source that draws phase durations given as ranges.
     """
 
     def __init__(
         self,
         *,
         clock: RealClock | ManualClock | None = None,
-        phase_seconds: float | Mapping[str, float] = 1.0,
+        phase_seconds: PhaseLength | Mapping[str, PhaseLength] = 1.0,
         account_id: str = "123456789012",
         visibility_delay: float = 0.0,
         strict: bool = False,
+        seed: int = 0,
     ) -> None:
         self.clock = clock or RealClock()
         self.account_id = account_id
@@ -126,6 +150,9 @@ class ImageBuilderBackend:
         self.resources: dict[str, Resource] = {}
         self.builds: dict[str, Build] = {}
         self._phase_seconds = phase_durations(phase_seconds)
+        self._random = random.Random(seed)
+        self._holding = False
+        self._held: list[Build] = []
         self._build_numbers: dict[tuple[str, str, str], int] = {}
         self._tokens: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._planned_failures: list[PlannedFailure] = []
@@ -187,11 +214,38 @@ class ImageBuilderBackend:
         return tuple(self._operations)
 
     # ---------------------------------------------------------------- controls
-    def set_phase_seconds(self, phase_seconds: float | Mapping[str, float]) -> None:
-        """Change the phase durations of builds started from now on."""
+    def set_phase_seconds(self, phase_seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
+        """Change the phase durations of builds started from now on (see :func:`phase_durations`)."""
         durations = phase_durations(phase_seconds)
         with self.lock:
             self._phase_seconds = durations
+
+    def hold_builds(self) -> None:
+        """Keep builds started from now on PENDING until :meth:`release_builds`.
+
+        The service queues builds this way when the account is at its concurrent-build capacity; tests use it to
+        have many builds in flight at once, however slowly their callers start them.
+        """
+        with self.lock:
+            self._holding = True
+
+    def release_builds(self) -> int:
+        """Stop holding; each held build walks its phases from now on.  Returns how many were released."""
+        with self.lock:
+            now = self.clock.now()
+            released = 0
+            for build in self._held:
+                if build.cancelled_at is not None:
+                    continue
+                shift = now - build.created_at
+                first, *rest = build.planned_phases
+                build.phases = [(first[0], 0.0, first[2] + shift)] + [
+                    (phase, start + shift, end + shift) for phase, start, end in rest
+                ]
+                released += 1
+            self._held.clear()
+            self._holding = False
+            return released
 
     def set_visibility_delay(self, seconds: float) -> None:
         """GetImage answers not found for this many seconds after a build starts (eventual consistency)."""
@@ -601,8 +655,15 @@ class ImageBuilderBackend:
         for phase in PHASES:
             if phase == "TESTING" and not tests_enabled:
                 continue
-            phases.append((phase, offset, offset + self._phase_seconds[phase]))
-            offset += self._phase_seconds[phase]
+            low, high = self._phase_seconds[phase]
+            seconds = low if low == high else self._random.uniform(low, high)
+            phases.append((phase, offset, offset + seconds))
+            offset += seconds
+        planned = phases
+        if self._holding:
+            phases = [(phases[0][0], 0.0, HELD_SECONDS)] + [
+                (phase, start + HELD_SECONDS, end + HELD_SECONDS) for phase, start, end in phases[1:]
+            ]
         build = Build(
             arn=arn,
             region=region,
@@ -617,11 +678,14 @@ class ImageBuilderBackend:
             created_at=self.clock.now(),
             created_wall=self._now_wall(),
             phases=phases,
+            planned_phases=planned,
             failure=self._planned_failures.pop(0) if self._planned_failures else None,
             pipeline=pipeline,
             scan_findings=self._planned_findings.pop(0) if self._planned_findings else [],
         )
         self.builds[arn] = build
+        if self._holding:
+            self._held.append(build)
         for definition in {MANAGED_WORKFLOWS[(workflow_type, build.kind)] for workflow_type in PHASE_WORKFLOW.values()}:
             execution_id = workflow_execution_id(arn, definition.type)
             self._workflow_builds[execution_id] = build

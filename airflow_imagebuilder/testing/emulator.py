@@ -1,7 +1,8 @@
 """The emulator's two handles: :class:`ImageBuilderEmulator` in-process, :class:`EmulatorControl` for another process.
 
-Both offer the same controls (faults, fault mixes, planned failures naming a workflow step, planned scan findings,
-phase durations, visibility delay, strict mode, the journal); the command line (``python -m
+Both offer the same controls (faults, fault mixes, outages, denied access keys, planned failures naming a workflow
+step, planned scan findings, phase durations, held builds, visibility delay, strict mode, the journal); the command
+line (``python -m
 airflow_imagebuilder.testing``) sets them at start-up.
 """
 
@@ -13,11 +14,17 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_imagebuilder.testing.backend import ImageBuilderBackend
+from airflow_imagebuilder.testing.backend import ImageBuilderBackend, PhaseLength
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
 from airflow_imagebuilder.testing.events import EventDelay, EventPublisher, EventRecord, event_controls
 from airflow_imagebuilder.testing.server import EmulatorHTTPServer
-from airflow_imagebuilder.testing.service import FAULT_MIX_CODES, EmulatedService, Fault, JournalEntry
+from airflow_imagebuilder.testing.service import (
+    DENIED_CODE,
+    FAULT_MIX_CODES,
+    EmulatedService,
+    Fault,
+    JournalEntry,
+)
 
 
 class ImageBuilderEmulator:
@@ -25,12 +32,13 @@ class ImageBuilderEmulator:
 
     :param host: address to bind; loopback unless told otherwise.
     :param port: TCP port, 0 for any free port.
-    :param phase_seconds: seconds per lifecycle phase (one number or a mapping per phase).
+    :param phase_seconds: seconds per lifecycle phase: one value or a mapping per phase, each value a number or a
+        ``[low, high]`` range from which every build draws its own duration.
     :param clock: a :class:`ManualClock` for tests that advance time; real time by default.
     :param strict: require the recipes, configurations and pipelines a request names to exist (seed them with
         the service's own Create calls); by default they are registered on first use.
     :param account_id: the account emulated resources belong to.
-    :param seed: seed of the random source of probabilistic faults.
+    :param seed: seed of the random sources of probabilistic faults and of phase durations given as ranges.
     :param visibility_delay: seconds after a build starts during which GetImage answers not found.
     :param validate_responses: check every response against botocore's model and answer an emulator bug
         (HTTP 501 ``EmulatorBug``, never retried) when one does not conform.
@@ -45,7 +53,7 @@ class ImageBuilderEmulator:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        phase_seconds: float | Mapping[str, float] = 1.0,
+        phase_seconds: PhaseLength | Mapping[str, PhaseLength] = 1.0,
         clock: RealClock | ManualClock | None = None,
         *,
         strict: bool = False,
@@ -64,6 +72,7 @@ class ImageBuilderEmulator:
             account_id=account_id,
             visibility_delay=visibility_delay,
             strict=strict,
+            seed=seed,
         )
         self.service = EmulatedService(self.backend, seed=seed, validate_responses=validate_responses)
         self._address = (host, port)
@@ -132,6 +141,39 @@ class ImageBuilderEmulator:
         """Remove every injected fault."""
         self.service.clear_faults()
 
+    def start_outage(self, mode: str = "unavailable") -> None:
+        """Fail every call until :meth:`end_outage`: ``"unavailable"`` answers 503, ``"drop"`` closes connections.
+
+        An outage comes before faults and denied keys; a dropped call is not processed (journaled as
+        ``connection-dropped``).
+        """
+        self.service.start_outage(mode)
+
+    def end_outage(self) -> None:
+        """Answer calls again."""
+        self.service.end_outage()
+
+    def deny_access_key(
+        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
+    ) -> None:
+        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 by default), without running it.
+
+        Revoked permissions or a deactivated key, as the caller meets them; other keys are answered as usual.
+        """
+        self.service.deny_access_key(access_key_id, code, status, message)
+
+    def allow_access_key(self, access_key_id: str | None = None) -> None:
+        """Stop denying ``access_key_id`` (every denied key when None)."""
+        self.service.allow_access_key(access_key_id)
+
+    def hold_builds(self) -> None:
+        """Keep builds started from now on PENDING (as at the account's build capacity) until released."""
+        self.backend.hold_builds()
+
+    def release_builds(self) -> int:
+        """Let held builds walk their phases from now on; returns how many were held."""
+        return self.backend.release_builds()
+
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
@@ -169,8 +211,9 @@ class ImageBuilderEmulator:
         """Replace the scan findings of an existing build."""
         self.backend.set_scan_findings(image_build_version_arn, findings)
 
-    def set_phase_seconds(self, seconds: float | Mapping[str, float]) -> None:
-        """Phase durations of builds started from now on (one number, or a mapping per phase)."""
+    def set_phase_seconds(self, seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
+        """Phase durations of builds started from now on (one value, or a mapping per phase; a value is a number
+        or a ``[low, high]`` range each build draws from)."""
         self.backend.set_phase_seconds(seconds)
 
     def set_visibility_delay(self, seconds: float) -> None:
@@ -294,6 +337,34 @@ class EmulatorControl:
         """Remove every injected fault."""
         self._call("DELETE", "faults")
 
+    def start_outage(self, mode: str = "unavailable") -> None:
+        """Fail every call until :meth:`end_outage`: ``"unavailable"`` answers 503, ``"drop"`` closes connections."""
+        self._call("POST", "outage", {"mode": mode})
+
+    def end_outage(self) -> None:
+        """Answer calls again."""
+        self._call("DELETE", "outage")
+
+    def deny_access_key(
+        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
+    ) -> None:
+        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 by default), without running it."""
+        body: dict[str, Any] = {"access_key_id": access_key_id, "code": code}
+        body |= {key: value for key, value in (("status", status), ("message", message)) if value is not None}
+        self._call("POST", "denied-keys", body)
+
+    def allow_access_key(self, access_key_id: str | None = None) -> None:
+        """Stop denying ``access_key_id`` (every denied key when None)."""
+        self._call("DELETE", "denied-keys", {"access_key_id": access_key_id})
+
+    def hold_builds(self) -> None:
+        """Keep builds started from now on PENDING (as at the account's build capacity) until released."""
+        self._call("POST", "hold", {})
+
+    def release_builds(self) -> int:
+        """Let held builds walk their phases from now on; returns how many were held."""
+        return int(self._call("DELETE", "hold")["released"])
+
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
@@ -327,9 +398,9 @@ class EmulatorControl:
             "POST", "image-scan-findings", {"image_build_version_arn": image_build_version_arn, "findings": findings}
         )
 
-    def set_phase_seconds(self, seconds: float | dict[str, float]) -> None:
-        """Phase durations of builds started from now on."""
-        self._call("POST", "phases", {"seconds": seconds})
+    def set_phase_seconds(self, seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
+        """Phase durations of builds started from now on (numbers or ``[low, high]`` ranges)."""
+        self._call("POST", "phases", {"seconds": dict(seconds) if isinstance(seconds, Mapping) else seconds})
 
     def set_visibility_delay(self, seconds: float) -> None:
         """GetImage answers not found for ``seconds`` after a build starts."""

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ class ServiceProcess:
 
 
 def emulator_process(
-    phase_seconds: float = 2.0,
+    phase_seconds: float | Mapping[str, Any] = 2.0,
     port: int | None = None,
     log_dir: Path | None = None,
     strict: bool = False,
@@ -85,17 +86,12 @@ def emulator_process(
     """The Image Builder emulator CLI as a child process (``strict``: resources must be created first).
 
     ``events_endpoint_url``: send every build's state change events to this EventBridge endpoint (moto server).
+
+    ``phase_seconds`` is one number, or a mapping per phase whose values are numbers or ``[low, high]`` ranges.
     """
     port = port or free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_imagebuilder.testing",
-        "--port",
-        str(port),
-        "--phase-seconds",
-        str(phase_seconds),
-    ]
+    phases = json.dumps(dict(phase_seconds)) if isinstance(phase_seconds, Mapping) else str(phase_seconds)
+    command = [sys.executable, "-m", "airflow_imagebuilder.testing", "--port", str(port), "--phase-seconds", phases]
     if strict:
         command.append("--strict")
     if events_endpoint_url:
@@ -124,9 +120,17 @@ def local_client(service: str, endpoint_url: str, region: str = "us-east-1") -> 
 
 
 def aws_connection_uri(
-    imagebuilder_endpoint: str, other_endpoint: str | None = None, region: str = "us-east-1", **extra: Any
+    imagebuilder_endpoint: str,
+    other_endpoint: str | None = None,
+    region: str = "us-east-1",
+    *,
+    access_key_id: str = "testing",
+    **extra: Any,
 ) -> str:
-    """JSON for an ``AIRFLOW_CONN_*`` variable: Image Builder at the emulator, other services at moto."""
+    """JSON for an ``AIRFLOW_CONN_*`` variable: Image Builder at the emulator, other services at moto.
+
+    ``access_key_id`` is the connection's login; give it one of its own to deny it alone in the emulator.
+    """
     conn_extra: dict[str, Any] = {
         "region_name": region,
         "service_config": {"imagebuilder": {"endpoint_url": imagebuilder_endpoint}},
@@ -134,4 +138,4 @@ def aws_connection_uri(
     }
     if other_endpoint:
         conn_extra["endpoint_url"] = other_endpoint
-    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": conn_extra})
+    return json.dumps({"conn_type": "aws", "login": access_key_id, "password": "testing", "extra": conn_extra})

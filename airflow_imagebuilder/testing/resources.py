@@ -283,6 +283,8 @@ class Build:
     created_at: float
     created_wall: dt.datetime
     phases: list[tuple[str, float, float]]  # (status, start offset, end offset)
+    #: The phases as drawn when the build started; ``phases`` differs while the build is held PENDING.
+    planned_phases: list[tuple[str, float, float]] = dataclasses.field(default_factory=list)
     failure: PlannedFailure | None = None
     cancelled_at: float | None = None
     pipeline: ImagePipeline | None = None

@@ -114,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
             outcome = service.handle(operation, region, params, key)
         if outcome.latency:
             time.sleep(outcome.latency)
-        if outcome.drop_response:
+        if outcome.drop_response or outcome.drop_connection:
             # The call was processed; the caller never hears back (a lost response).
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -163,6 +163,14 @@ def control_actions(service: EmulatedService) -> dict[tuple[str, str], Callable[
         ("POST", "faults"): lambda body: service.add_fault(Fault(**body)) and None,
         ("POST", "fault-mix"): lambda body: service.add_fault_mix(**body),
         ("DELETE", "faults"): lambda body: service.clear_faults(),
+        ("POST", "outage"): lambda body: service.start_outage(**body),
+        ("DELETE", "outage"): lambda body: service.end_outage(),
+        ("GET", "outage"): lambda body: {"mode": service.outage},
+        ("POST", "denied-keys"): lambda body: service.deny_access_key(**body),
+        ("DELETE", "denied-keys"): lambda body: service.allow_access_key(body.get("access_key_id")),
+        ("GET", "denied-keys"): lambda body: {"access_key_ids": service.denied_access_keys()},
+        ("POST", "hold"): lambda body: backend.hold_builds(),
+        ("DELETE", "hold"): lambda body: {"released": backend.release_builds()},
         ("POST", "phases"): lambda body: backend.set_phase_seconds(body["seconds"]),
         ("POST", "failures"): lambda body: backend.fail_next_builds(**body),
         ("POST", "scan-findings"): lambda body: backend.plan_scan_findings(**body),

@@ -2,8 +2,9 @@
 
 :meth:`EmulatedService.handle` takes an operation, the caller's region and the decoded request and returns an
 :class:`Outcome` that the wire layer (``server.py``) serializes.  A fault decides whether the backend runs at all
-(an injected error), whether the answer is lost (``drop_response``) and how late it comes (``latency``); every
-call, faulted or not, is journaled.
+(an injected error), whether the answer is lost (``drop_response``) and how late it comes (``latency``).  Two
+broader conditions come before faults: an outage (the whole service answers 503, or drops every connection
+unprocessed) and denied access keys (every request signed with one answers 403).  Every call is journaled.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from airflow_imagebuilder.testing.errors import (
     ServiceError,
 )
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
+
+#: How an outage shows: ``unavailable`` answers ServiceUnavailableException (503) to every call; ``drop`` closes
+#: every connection without processing the call or answering (journaled as ``connection-dropped``).
+OUTAGE_MODES: tuple[str, ...] = ("unavailable", "drop")
+#: What a denied access key is answered, unless told otherwise.
+DENIED_CODE = "AccessDeniedException"
 
 #: Codes the default fault mix answers with, in equal parts.
 FAULT_MIX_CODES: tuple[str, ...] = (
@@ -79,7 +86,8 @@ class JournalEntry:
     region: str
     client_token: str | None
     image_arn: str | None
-    outcome: str  # "ok", the error code, or "dropped"
+    #: "ok", the error code, "dropped" (processed, answer lost) or "connection-dropped" (outage: not processed)
+    outcome: str
     status: int
     request_id: str
     access_key_id: str | None = None  # from the SigV4 credential scope: shows credential refreshes
@@ -95,6 +103,8 @@ class Outcome:
     error_code: str | None = None
     drop_response: bool = False
     latency: float = 0.0
+    #: Close the connection without an answer because of an outage (the call was not processed).
+    drop_connection: bool = False
 
 
 class EmulatedService:
@@ -112,6 +122,8 @@ class EmulatedService:
         self._random = random.Random(seed)
         self._faults: list[Fault] = []
         self._journal: list[JournalEntry] = []
+        self._outage: str | None = None
+        self._denied: dict[str, tuple[str, int, str | None]] = {}
 
     # ---------------------------------------------------------------- controls
     def add_fault(self, fault: Fault) -> Fault:
@@ -151,6 +163,49 @@ class EmulatedService:
         with self.backend.lock:
             self._faults.clear()
 
+    def start_outage(self, mode: str = "unavailable") -> None:
+        """Fail every call from now on, as :data:`OUTAGE_MODES` says ``mode`` does, until :meth:`end_outage`."""
+        if mode not in OUTAGE_MODES:
+            raise ValueError(f"start_outage: mode {mode!r} is not one of {', '.join(OUTAGE_MODES)}")
+        with self.backend.lock:
+            self._outage = mode
+
+    def end_outage(self) -> None:
+        """Answer calls again."""
+        with self.backend.lock:
+            self._outage = None
+
+    @property
+    def outage(self) -> str | None:
+        """The current outage mode, None when the service answers."""
+        return self._outage
+
+    def deny_access_key(
+        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
+    ) -> None:
+        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 unless ``status`` is given).
+
+        Like an IAM policy change (or a deactivated key) taking effect: the call is not run.  The default message
+        reads like IAM's ``User: ... is not authorized to perform: imagebuilder:<Operation> ...``.
+        """
+        if not access_key_id:
+            raise ValueError("deny_access_key: access_key_id must not be empty")
+        with self.backend.lock:
+            self._denied[access_key_id] = (code, status or ERROR_STATUS.get(code, 403), message)
+
+    def allow_access_key(self, access_key_id: str | None = None) -> None:
+        """Stop denying ``access_key_id`` (every denied key when None)."""
+        with self.backend.lock:
+            if access_key_id is None:
+                self._denied.clear()
+            else:
+                self._denied.pop(access_key_id, None)
+
+    def denied_access_keys(self) -> list[str]:
+        """The access key ids currently denied."""
+        with self.backend.lock:
+            return sorted(self._denied)
+
     def journal(self, operation: str | None = None) -> list[JournalEntry]:
         """Every call so far (of ``operation`` only, if given), oldest first."""
         with self.backend.lock:
@@ -161,6 +216,10 @@ class EmulatedService:
         """Run one call through faults and the backend; journal it."""
         request_id = str(uuid.uuid4())
         with self.backend.lock:
+            refused = self._refusal(operation, request_id, access_key_id)
+            if refused is not None:
+                self._record(operation, region, params, None, refused, access_key_id)
+                return refused
             fault = self._draw_fault(operation)
             arn: str | None = None
             if fault is not None and fault.code is not None:
@@ -202,7 +261,10 @@ class EmulatedService:
         access_key_id: str | None,
     ) -> None:
         token = params.get("clientToken") if isinstance(params.get("clientToken"), str) else None
-        label = "dropped" if outcome.drop_response else (outcome.error_code or "ok")
+        if outcome.drop_connection:
+            label = "connection-dropped"
+        else:
+            label = "dropped" if outcome.drop_response else (outcome.error_code or "ok")
         self._journal.append(
             JournalEntry(
                 self.backend.clock.now(),
@@ -223,6 +285,23 @@ class EmulatedService:
         violations = check_shape(body, operation_shapes(operation)[1])
         if violations:
             raise EmulatorBug(operation, "its response does not conform to botocore's model: " + "; ".join(violations))
+
+    def _refusal(self, operation: str, request_id: str, access_key_id: str | None) -> Outcome | None:
+        """The outage's or a denied key's answer, which comes before faults and the backend; None if neither."""
+        if self._outage == "drop":
+            return Outcome(0, {}, request_id, drop_connection=True)
+        if self._outage == "unavailable":
+            unavailable = "Service Unavailable. Please try again later."
+            return Outcome(503, {"message": unavailable}, request_id, "ServiceUnavailableException")
+        if access_key_id is not None and access_key_id in self._denied:
+            code, status, message = self._denied[access_key_id]
+            if message is None:
+                message = (
+                    f"User: arn:aws:iam::{self.backend.account_id}:user/{access_key_id} is not authorized to perform: "
+                    f"imagebuilder:{operation} with an explicit deny in an identity-based policy"
+                )
+            return Outcome(status, {"message": message}, request_id, code)
+        return None
 
     def _draw_fault(self, operation: str) -> Fault | None:
         for fault in list(self._faults):
