@@ -15,6 +15,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_imagebuilder import lineage
 from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
 from airflow_imagebuilder.exceptions import (
     ImageBuilderApiError,
@@ -24,7 +25,7 @@ from airflow_imagebuilder.exceptions import (
     ImageScanningNotEnabledError,
 )
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
-from airflow_imagebuilder.links import ImageBuilderImageLink
+from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 from airflow_imagebuilder.models import (
     REQUEST_FIELDS,
     StartImagePipelineExecutionRequest,
@@ -45,6 +46,7 @@ from airflow_imagebuilder.waiting import (
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.
@@ -114,7 +116,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     """
 
     aws_hook_class = ImageBuilderHook
-    operator_extra_links = (ImageBuilderImageLink(),)
+    operator_extra_links = (ImageBuilderImageLink(), ImageBuilderLogsLink(), ImageBuilderAmiLink())
     ui_color = "#ff9900"
     #: The API operation that starts a build (for logs and messages).
     start_operation = ""
@@ -199,7 +201,11 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         arn, token, image = self._start_or_find_build(context, request)
         context["ti"].xcom_push(key="client_token", value=token)
         ImageBuilderImageLink.record(context, self, arn)
+        ImageBuilderLogsLink.record(
+            context, self, arn, image or {"loggingConfiguration": request.get("loggingConfiguration")}
+        )
         if image is not None and ImageState.of(image).status in SUCCESS_STATES:  # reused
+            ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
             finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity)
             return arn
         if not self.wait_for_completion:
@@ -237,6 +243,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             cancel_on_timeout=self.cancel_on_kill,
         )
         self._in_flight_arn = None
+        ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
         finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity)
         return arn
 
@@ -293,8 +300,17 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
 
         outputs = resolve_event(event, self.hook)
         arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
+        ImageBuilderAmiLink.record(context, self, arn, outputs.get("amis", []))
         finish_image(context, self.hook, arn, outputs, self.max_finding_severity)
         return arn
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """OpenLineage inputs: the recipe and configurations, or the pipeline (:mod:`airflow_imagebuilder.lineage`)."""
+        return lineage.facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage inputs and outputs: the image build version and its AMIs or container images."""
+        return lineage.facets_on_complete(self, task_instance)
 
     def on_kill(self) -> None:
         """Cancel the build this task is waiting for (bounded, so it fits the time a killed task is given)."""

@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, conf, timezone
 from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
 from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
-from airflow_imagebuilder.links import ImageBuilderImageLink
+from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 from airflow_imagebuilder.outputs import finish_image
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
@@ -56,7 +56,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
 
     aws_hook_class = ImageBuilderHook
     template_fields: Sequence[str] = aws_template_fields("image_build_version_arn", "completion_queue_url")
-    operator_extra_links = (ImageBuilderImageLink(),)
+    operator_extra_links = (ImageBuilderImageLink(), ImageBuilderLogsLink(), ImageBuilderAmiLink())
     ui_color = "#ff9900"
 
     def __init__(
@@ -132,10 +132,13 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         arn = self._checked_arn()
+        first_poke = self._transitions is None
         if self._transitions is None:
             self._transitions = TransitionLog(arn, self.log, time.monotonic)
-            ImageBuilderImageLink.record(context, self, arn)
         poll = self.hook.poll_image(arn)
+        if first_poke:
+            ImageBuilderImageLink.record(context, self, arn)
+            ImageBuilderLogsLink.record(context, self, arn, poll.image)
         gate = self.max_finding_severity
         if gate and poll.image is not None and not scanning_enabled(poll.image.get("imageScanningConfiguration")):
             raise ImageScanningNotEnabledError(
@@ -146,6 +149,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         outputs = self.hook.conclude(self._transitions.record(step, poll), image)
         if outputs is None:
             return False
+        ImageBuilderAmiLink.record(context, self, arn, outputs.get("amis", []))
         finish_image(context, self.hook, arn, outputs, self.max_finding_severity)
         return PokeReturnValue(is_done=True, xcom_value=arn)
 
@@ -153,5 +157,6 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         from airflow_imagebuilder.triggers import resolve_event
 
         outputs = resolve_event(event, self.hook)
+        ImageBuilderAmiLink.record(context, self, self.image_build_version_arn, outputs.get("amis", []))
         finish_image(context, self.hook, self.image_build_version_arn, outputs, self.max_finding_severity)
         return self.image_build_version_arn
