@@ -39,9 +39,8 @@ def client(service: str, endpoint: str) -> Any:
 def wired(moto: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     """An emulator sending its events to moto's EventBridge, a rule delivering them to a fresh queue."""
     options = getattr(request, "param", {})
-    queue_url = wire_events_to_queue(
-        client("events", moto.endpoint_url), client("sqs", moto.endpoint_url), "q-" + re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[-60:]
-    )
+    queue_name = "q-" + re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[-60:]
+    queue_url = wire_events_to_queue(client("events", moto.endpoint_url), client("sqs", moto.endpoint_url), queue_name)
     with ImageBuilderEmulator(phase_seconds=0.3, events_endpoint_url=moto.endpoint_url, **options) as emulator:
         monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_uri(emulator.endpoint_url, moto.endpoint_url))
         yield emulator, queue_url
