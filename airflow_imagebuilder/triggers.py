@@ -28,7 +28,27 @@ if TYPE_CHECKING:
     from airflow_imagebuilder.events import StateChange
 
 
-class ImageBuilderImageTrigger(BaseTrigger):
+class _HookFromSettings:
+    """The :class:`ImageBuilderHook` of a trigger's connection settings, built when the trigger runs."""
+
+    aws_conn_id: str | None
+    region_name: str | None
+    verify: bool | str | None
+    botocore_config: dict[str, Any] | None
+    api_retry: dict[str, Any] | None
+
+    @cached_property
+    def hook(self) -> ImageBuilderHook:
+        return ImageBuilderHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+            api_retry=self.api_retry,
+        )
+
+
+class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
     """
     Fire when an image build version reaches AVAILABLE or a failure state.
 
@@ -104,16 +124,6 @@ class ImageBuilderImageTrigger(BaseTrigger):
                 "completion_queue_url": self.completion_queue_url,
                 "safety_poll_interval": self.safety_poll_interval,
             },
-        )
-
-    @cached_property
-    def hook(self) -> ImageBuilderHook:
-        return ImageBuilderHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-            api_retry=self.api_retry,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -217,7 +227,7 @@ def resolve_event(event: dict[str, Any] | None, hook: ImageBuilderHook | None = 
     return outputs or {}
 
 
-class ImageBuilderImageEventTrigger(BaseEventTrigger):
+class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
     """
     Fire once per Image Builder state change event in an SQS queue that matches: for ``AssetWatcher``.
 
@@ -280,16 +290,6 @@ class ImageBuilderImageEventTrigger(BaseEventTrigger):
                 "botocore_config": self.botocore_config,
                 "api_retry": self.api_retry,
             },
-        )
-
-    @cached_property
-    def hook(self) -> ImageBuilderHook:
-        return ImageBuilderHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-            api_retry=self.api_retry,
         )
 
     def matches(self, image: dict[str, Any]) -> bool:
