@@ -202,10 +202,12 @@ class RetryPolicy:
     """Backoff for retried API errors: delay ``min(max_delay, base_delay * 2**n)``, half of it jittered.
 
     Gives up after ``max_attempts`` calls or ``max_elapsed`` seconds, whichever comes first;
-    ResourceInUseException answers get at most ``in_use_attempts`` calls, counted on their own.
+    ResourceInUseException answers get at most ``in_use_attempts`` calls, counted on their own.  The default
+    attempts outlast the default ``max_elapsed`` (about 30 calls fit in 600 s of backoff), so a service outage is
+    ridden out for the whole bound rather than for the two to three minutes twelve calls would last.
     """
 
-    max_attempts: int = 12
+    max_attempts: int = 40
     base_delay: float = 1.0
     max_delay: float = 30.0
     max_elapsed: float = 600.0

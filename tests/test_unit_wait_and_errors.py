@@ -345,3 +345,12 @@ def test_a_whole_build_timeline_is_decided_without_a_clock():
         for index, status in enumerate(["PENDING", "CREATING", "BUILDING", "TESTING", "AVAILABLE"])
     ]
     assert [step.outcome for step in steps] == [Outcome.WAITING] * 4 + [Outcome.SUCCEEDED]
+
+
+def test_the_default_policy_rides_out_ten_minutes_of_outage_before_giving_up():
+    clock = FakeClock()
+    retry = CallRetry(RetryPolicy(), "CreateImage", "aws_default", clock)  # real jitter
+    with pytest.raises(ImageBuilderApiError) as error:
+        while True:
+            clock.now += retry.failed(client_error("ServiceUnavailableException", 503)).delay
+    assert 540 <= clock.now <= 600 and error.value.attempts < RetryPolicy().max_attempts  # time binds, not attempts
