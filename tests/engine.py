@@ -2,18 +2,26 @@
 
 SQLite + LocalExecutor by default; PostgreSQL + CeleryExecutor + Redis when ``IB_ENGINE_SQL_ALCHEMY_CONN`` and
 ``IB_ENGINE_BROKER_URL`` are set (CI), mirroring docker-compose.yaml's stack.
+
+Chaos tests kill and restart single processes (:meth:`AirflowEngine.kill`, :meth:`AirflowEngine.restart`) and
+restart the PostgreSQL server under them (:meth:`AirflowEngine.restart_database`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy
 
 from airflow_imagebuilder.testing.processes import free_port
@@ -32,8 +40,28 @@ def engines() -> list[str]:
 
 
 class AirflowEngine:
-    def __init__(self, home: Path, aws_connection: str, kind: str = "sqlite-local") -> None:
+    """The deployment, started and stopped as a context manager.
+
+    :param home: ``AIRFLOW_HOME`` (logs, SQLite database, process logs).
+    :param aws_connection: ``AIRFLOW_CONN_AWS_DEFAULT``.
+    :param kind: ``sqlite-local`` or ``postgres-celery`` (see :func:`engines`).
+    :param dags_folder: the DAGs folder (default: the example DAGs in dags/).
+    :param dag_ids: the DAGs to wait for at start-up (default: every example DAG).
+    :param config: more environment, e.g. ``AIRFLOW__SECTION__KEY`` settings.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        aws_connection: str,
+        kind: str = "sqlite-local",
+        *,
+        dags_folder: Path | None = None,
+        dag_ids: Collection[str] | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
         self.home = home
+        self.dag_ids = dag_ids
         self.api_port = free_port()
         broker = os.environ["IB_ENGINE_BROKER_URL"] if kind == "postgres-celery" else None
         self.sql_alchemy_conn = os.environ["IB_ENGINE_SQL_ALCHEMY_CONN"] if broker else f"sqlite:///{home}/airflow.db"
@@ -41,7 +69,7 @@ class AirflowEngine:
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
@@ -53,14 +81,17 @@ class AirflowEngine:
             "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "3",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_AWS_DEFAULT": aws_connection,
         }
         if broker:
             self.env["AIRFLOW__CELERY__BROKER_URL"] = broker
             self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + self.sql_alchemy_conn.replace("+psycopg2", "")
+        self.env.update(config or {})
         self.env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, list[str]] = {}
         self.db = sqlalchemy.create_engine(self.sql_alchemy_conn)
 
     def cli(self, *args: str, check: bool = True) -> str:
@@ -90,29 +121,79 @@ class AirflowEngine:
             with self.db.begin() as connection:
                 connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         self.cli("db", "migrate")
-        commands = {
+        self.commands = {
             "api-server": ["api-server", "--port", str(self.api_port)],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer"],
         }
         if self.executor == "CeleryExecutor":
-            commands["celery-worker"] = ["celery", "worker", "--concurrency", "4"]
-        for name, args in commands.items():
-            log = (self.home / f"{name}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
-                [str(Path(sys.executable).with_name("airflow")), *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.commands["celery-worker"] = ["celery", "worker", "--concurrency", "4"]
+        for name in self.commands:
+            self.restart(name)
+        if self.dag_ids is None:
+            self.wait_until(
+                lambda: self.query("select count(*) from dag where dag_id like 'imagebuilder_%'")[0][0] == EXAMPLE_DAGS,
+                f"the dag-processor to register the {EXAMPLE_DAGS} example DAGs",
+                timeout=180,
             )
-        self.wait_until(
-            lambda: self.query("select count(*) from dag where dag_id like 'imagebuilder_%'")[0][0] == EXAMPLE_DAGS,
-            f"the dag-processor to register the {EXAMPLE_DAGS} example DAGs",
-            timeout=180,
-        )
+        else:
+            wanted = set(self.dag_ids)
+            self.wait_until(
+                lambda: wanted <= {row[0] for row in self.query("select dag_id from dag")},
+                f"the dag-processor to register {sorted(wanted)}",
+                timeout=180,
+            )
         return self
+
+    def restart(self, name: str) -> None:
+        """Start process ``name`` (again, after :meth:`kill`); its log goes on in ``<home>/<name>.log``."""
+        log = (self.home / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), *self.commands[name]],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to process ``name`` and everything it started (its process group), and reap it.
+
+        The process is no longer watched (see :meth:`wait_until`) until :meth:`restart`.
+        """
+        process = self.processes.pop(name)
+        try:
+            descendants = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        for child in descendants:  # task processes may have left the process group
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(sig)
+        process.wait(timeout=60)
+
+    def restart_database(self, down_seconds: float) -> None:
+        """Stop the PostgreSQL server for ``down_seconds``, then start it (a failover, as Airflow meets it).
+
+        Uses the Debian cluster tools, as ``.ci/run`` sets the server up: ``pg_ctlcluster`` of the cluster that
+        listens on the connection's port.
+        """
+        if self.db.dialect.name != "postgresql":
+            raise RuntimeError("restart_database needs the PostgreSQL engine")
+        if shutil.which("pg_lsclusters") is None:
+            raise RuntimeError("restart_database needs the Debian PostgreSQL cluster tools (pg_lsclusters)")
+        port = str(self.db.url.port or 5432)
+        clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout
+        version, cluster = next(
+            (fields[0], fields[1])
+            for fields in (re.split(r"\s+", line.strip()) for line in clusters.splitlines())
+            if len(fields) > 2 and fields[2] == port
+        )
+        subprocess.run(["pg_ctlcluster", version, cluster, "stop", "-m", "fast"], check=True)
+        time.sleep(down_seconds)
+        subprocess.run(["pg_ctlcluster", version, cluster, "start"], check=True)
 
     def stop(self) -> None:
         for process in self.processes.values():

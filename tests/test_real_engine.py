@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import boto3
 import pytest
 
 from airflow_imagebuilder.testing import EmulatorControl
+from airflow_imagebuilder.testing.events import wire_events_to_queue
 from airflow_imagebuilder.testing.examples import seed_example_resources
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 from tests.engine import AirflowEngine, engines
@@ -155,3 +158,46 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
             assert all(len(arns) == 1 for arns in nights.values())  # catchup nights too: one execution each
             ami = ssm.get_parameter(Name="/golden-ami/nightly/latest")["Parameter"]["Value"]
             assert ami.startswith("ami-")
+
+
+@pytest.mark.parametrize("kind", engines())
+def test_an_asset_watcher_starts_the_rollout_once_per_available_image(tmp_path: Path, kind: str):
+    """Image Builder's own events start a DAG: only for AVAILABLE images of the watched pipeline, once each."""
+    with moto_process(log_dir=tmp_path) as moto:
+        events, sqs = local_client("events", moto.endpoint_url), local_client("sqs", moto.endpoint_url)
+        queue_url = wire_events_to_queue(events, sqs, "rollout-events")
+        with emulator_process(phase_seconds=1.0, log_dir=tmp_path, events_endpoint_url=moto.endpoint_url) as emulator:
+            imagebuilder = local_client("imagebuilder", emulator.endpoint_url)
+            arns = seed_example_resources(imagebuilder)
+            other = imagebuilder.create_image_pipeline(
+                name="other-nightly",
+                imageRecipeArn=arns["recipe"],
+                infrastructureConfigurationArn=arns["infrastructure"],
+            )["imagePipelineArn"]
+            connection = aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)
+            config = {"IMAGEBUILDER_EVENTS_QUEUE_URL": queue_url, "IMAGEBUILDER_EVENTS_PIPELINE_ARN": arns["pipeline"]}
+            dag_id = "imagebuilder_rollout_on_event"
+            with AirflowEngine(tmp_path, connection, kind, dag_ids=[dag_id], config=config) as engine:
+                engine.cli("dags", "unpause", dag_id)
+                engine.wait_until(
+                    lambda: (
+                        engine.query("select count(*) from trigger where classpath like '%ImageEventTrigger'") == [(1,)]
+                    ),
+                    "the triggerer to watch the queue",
+                )
+                EmulatorControl(emulator.endpoint_url).fail_next_builds("BUILDING", reason="boom")
+                starts = [
+                    imagebuilder.start_image_pipeline_execution(imagePipelineArn=pipeline, clientToken=token)
+                    for pipeline, token in ((arns["pipeline"], "fails"), (arns["pipeline"], "builds"), (other, "x"))
+                ]
+                engine.wait_for_runs(dag_id, 1)
+                time.sleep(15)  # every build has ended and its events were read: no second run may follow
+                assert list(engine.runs(dag_id).values()) == ["success"]
+                good = starts[1]["imageBuildVersionArn"]
+                assert EmulatorControl(emulator.endpoint_url).images()[good] == "AVAILABLE"
+                [(extra,)] = engine.query("select extra from asset_event")
+                payload = (json.loads(extra) if isinstance(extra, str) else extra)["payload"]
+                assert payload["image_build_version_arn"] == good and set(payload["ami_ids"]) == {
+                    "us-east-1",
+                    "eu-west-1",
+                }
