@@ -6,9 +6,15 @@ one execution per logical date. With ``catchup=True`` missed nights run when the
 execution for a night: the client token is derived from the task instance, so the retry follows (or reuses) that
 night's image; a night whose execution FAILED builds anew on retry.
 
+The wait is event-driven when the Airflow Variable ``imagebuilder_events_queue_url`` names an SQS queue that an
+EventBridge rule fills with Image Builder's state change events (see the README's "Event-driven waits and DAG
+runs"): the triggerer learns that the image is AVAILABLE from the queue within a second and confirms it with one
+GetImage, instead of polling every ``waiter_delay`` seconds.  Without the Variable (or with it empty) the wait
+polls.  ``make demo`` and docker-compose set it to a queue in moto.
+
 Runs unchanged against the local emulator (seeded with ``seed_example_resources``) and against real AWS: set the
-Airflow Variables ``imagebuilder_image_pipeline_arn`` and ``nightly_ami_ssm_parameter`` and point the
-``aws_default`` connection at your account.
+Airflow Variables ``imagebuilder_image_pipeline_arn``, ``nightly_ami_ssm_parameter`` and, for event-driven waits,
+``imagebuilder_events_queue_url``, and point the ``aws_default`` connection at your account.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ with DAG(
         tags={"night": "{{ ds }}"},
         deferrable=True,
         waiter_delay=10,
+        # An empty string keeps polling; a queue URL makes the deferred wait event-driven.
+        completion_queue_url="{{ var.value.get('imagebuilder_events_queue_url', '') }}",
         retries=2,
     )
 
