@@ -44,13 +44,37 @@ def scanning_required_message(task_id: str, max_finding_severity: str, where: st
     )
 
 
+#: Statuses of a workflow execution that did not complete: its failed steps are worth naming.
+ENDED_WORKFLOW_STATUSES = frozenset({"FAILED", "CANCELLED", "ROLLBACK_COMPLETED", "ROLLBACK_IN_PROGRESS"})
+#: ``scanState.status`` values of a scan that may still complete.
+SCAN_IN_PROGRESS = frozenset({"PENDING", "SCANNING", "COLLECTING"})
+
+
+def scan_problem(image_build_version_arn: str, image: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """Why an AVAILABLE image's findings cannot be judged: (message, whether a retry may help); None if they can.
+
+    Only a COMPLETED scan's findings count: an image whose scan failed, timed out or was abandoned has no
+    findings to show, which must never read as "no findings".
+    """
+    if not scanning_enabled(image.get("imageScanningConfiguration")):
+        return f"Image {image_build_version_arn} was built without image scanning, so it has no scan findings", False
+    scan = image.get("scanState") or {}
+    status = scan.get("status")
+    if status == "COMPLETED":
+        return None
+    reason = f": {scan['reason']}" if scan.get("reason") else ""
+    if status is None or status in SCAN_IN_PROGRESS:
+        return f"The scan of image {image_build_version_arn} is not complete ({status or 'no scanState'}){reason}", True
+    return f"The scan of image {image_build_version_arn} ended {status}{reason}; its findings are unknown", False
+
+
 def workflow_lines(
     workflows: Sequence[Mapping[str, Any]], steps: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> list[str]:
     """One line per failed workflow (type, name, status, message) and one per failed step under it."""
     lines = []
     for workflow in workflows:
-        if workflow.get("status") not in ("FAILED", "CANCELLED", "ROLLBACK_COMPLETED", "ROLLBACK_IN_PROGRESS"):
+        if workflow.get("status") not in ENDED_WORKFLOW_STATUSES:
             continue
         name = str(workflow.get("workflowBuildVersionArn", "")).split(":workflow/")[-1]
         lines.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -35,6 +36,8 @@ WAIT_TIME_SECONDS = 20
 #: receive up to :data:`MAX_RELEASE_SECONDS`, so foreign messages reach other triggerers without churning here.
 RELEASE_SECONDS = 1
 MAX_RELEASE_SECONDS = 60
+#: Builds remembered as finished per consumer (their late messages are deleted).
+FINISHED_REMEMBERED = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,27 +91,43 @@ class QueueConsumer:
     def __init__(self, hook: AwsBaseHook, queue_url: str) -> None:
         self.hook = hook
         self.queue_url = queue_url
-        self._inboxes: dict[str, asyncio.Queue[StateChange]] = {}
+        self._inboxes: dict[str, list[asyncio.Queue[StateChange]]] = {}
+        #: Builds whose waits here have ended (most recent last): their late messages are deleted on sight.
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._client_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
         self._context: Any = None
         self._malformed: set[str] = set()
         #: Messages received, released for others, deleted, malformed: what a test or benchmark checks.
         self.counts = {"received": 0, "routed": 0, "released": 0, "deleted": 0, "malformed": 0}
-        #: The image build version ARN of each message deleted.
-        self.deleted_arns: list[str] = []
+        #: The image build version ARN of the messages deleted (the most recent ones).
+        self.deleted_arns: collections.deque[str] = collections.deque(maxlen=FINISHED_REMEMBERED)
 
     @contextlib.asynccontextmanager
     async def subscription(self, image_build_version_arn: str) -> AsyncIterator[asyncio.Queue[StateChange]]:
-        """Receive the state changes of one build for the ``async with`` block."""
+        """Receive the state changes of one build for the ``async with`` block.
+
+        Several waits may follow one build; each gets every message of it.  When the last of them leaves, the
+        messages still in its inbox are deleted, and so are the build's messages that arrive later.
+        """
+        arn = image_build_version_arn
         inbox: asyncio.Queue[StateChange] = asyncio.Queue()
-        self._inboxes[image_build_version_arn] = inbox
+        self._inboxes.setdefault(arn, []).append(inbox)
+        self._finished.pop(arn, None)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._consume())
         try:
             yield inbox
         finally:
-            self._inboxes.pop(image_build_version_arn, None)
+            self._inboxes[arn].remove(inbox)
+            if not self._inboxes[arn]:
+                del self._inboxes[arn]
+                self._finished[arn] = None
+                while len(self._finished) > FINISHED_REMEMBERED:
+                    self._finished.popitem(last=False)
+                while not inbox.empty():
+                    await self.delete(inbox.get_nowait())
             if not self._inboxes:
                 await self._stop()
 
@@ -121,10 +140,11 @@ class QueueConsumer:
             self.deleted_arns.append(change.image_build_version_arn)
 
     async def _client_ready(self) -> Any:
-        if self._client is None:
-            self._context = await self.hook.get_async_conn()
-            self._client = await self._context.__aenter__()
-        return self._client
+        async with self._client_lock:
+            if self._client is None:
+                self._context = await self.hook.get_async_conn()
+                self._client = await self._context.__aenter__()
+            return self._client
 
     async def _consume(self) -> None:
         while self._inboxes:
@@ -161,10 +181,14 @@ class QueueConsumer:
                     message.get("Body"),
                 )
             return
-        inbox = self._inboxes.get(change.image_build_version_arn)
-        if inbox is not None:
+        inboxes = self._inboxes.get(change.image_build_version_arn)
+        if inboxes:
             self.counts["routed"] += 1
-            inbox.put_nowait(change)
+            for inbox in inboxes:
+                inbox.put_nowait(change)
+            return
+        if change.image_build_version_arn in self._finished:
+            await self.delete(change)  # a late or repeated message of a wait that has its outcome
             return
         receives = int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
         self.counts["released"] += 1
@@ -177,11 +201,11 @@ class QueueConsumer:
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
+        context, self._context, self._client = self._context, None, None  # a new subscriber builds its own
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        context, self._context, self._client = self._context, None, None
         if context is not None:
             await context.__aexit__(None, None, None)
 

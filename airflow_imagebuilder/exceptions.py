@@ -109,6 +109,15 @@ class ImageScanFindingsError(ImageBuilderError, AirflowFailException):
         self.counts = counts
 
 
+class ImageScanIncompleteError(ImageBuilderError):
+    """A scan-findings gate cannot judge the image yet: its scan is still running.  Retryable: a retry reuses
+    the AVAILABLE image and judges it again."""
+
+
+class ImageScanFailedError(ImageBuilderError, AirflowFailException):
+    """A scan-findings gate cannot judge the image: its scan failed, timed out or was abandoned."""
+
+
 class ImageScanningNotEnabledError(ImageBuilderError, ValueError, AirflowFailException):
     """A scan-findings gate (``max_finding_severity``) is set, but the build does not scan its image."""
 

@@ -23,13 +23,21 @@ from botocore.config import Config
 from airflow_imagebuilder.async_clients import SHARED_CLIENTS
 from airflow_imagebuilder.diagnostics import (
     DIAGNOSTIC_PERMISSIONS,
+    ENDED_WORKFLOW_STATUSES,
     findings_above,
     gate_message,
     log_line,
+    scan_problem,
     severity_counts,
     workflow_lines,
 )
-from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderError, ImageScanFindingsError
+from airflow_imagebuilder.exceptions import (
+    ImageBuilderApiError,
+    ImageBuilderError,
+    ImageScanFailedError,
+    ImageScanFindingsError,
+    ImageScanIncompleteError,
+)
 from airflow_imagebuilder.links import build_log_location
 from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
 from airflow_imagebuilder.retry import AUTH_CODES, TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
@@ -199,29 +207,29 @@ class ImageBuilderHook(AwsBaseHook):
     def explain_failure(self, step: Step, image: dict[str, Any] | None = None) -> Step:
         """The failed step with which workflow and step failed, and where the build's logs are, in its message.
 
-        Never raises: without permission for the workflow calls, the message gets one line naming them.
+        Never raises: without permission for the workflow calls, the message gets one line naming them; any other
+        error reading the details is one line too, and whatever was read before it stays.
         """
         arn = step.image_build_version_arn
         lines: list[str] = []
         try:
             workflows = self.list_workflow_executions(arn)
-            steps = {
-                str(workflow["workflowExecutionId"]): self.list_workflow_step_executions(
-                    str(workflow["workflowExecutionId"])
-                )
-                for workflow in workflows
-                if workflow.get("status") in ("FAILED", "CANCELLED") and workflow.get("workflowExecutionId")
-            }
-            lines += workflow_lines(workflows, steps)
-        except ImageBuilderApiError as error:
-            if error.code in AUTH_CODES:
+            steps: dict[str, list[dict[str, Any]]] = {}
+            for workflow in workflows:
+                execution_id = str(workflow.get("workflowExecutionId") or "")
+                if execution_id and workflow.get("status") in ENDED_WORKFLOW_STATUSES:
+                    steps[execution_id] = self.list_workflow_step_executions(execution_id)
+        except (ImageBuilderApiError, botocore.exceptions.BotoCoreError) as error:
+            if getattr(error, "code", None) in AUTH_CODES:
                 lines.append(f"(Allow {DIAGNOSTIC_PERMISSIONS} to the connection to see which workflow step failed.)")
             else:
                 lines.append(f"(Workflow details unavailable: {error})")
+        else:
+            lines += workflow_lines(workflows, steps)
         try:
             image = image if image is not None else self.get_image(arn)
             lines.append(log_line(*build_log_location(image)))
-        except (ImageBuilderApiError, ValueError) as error:
+        except (ImageBuilderApiError, botocore.exceptions.BotoCoreError, ValueError) as error:
             self.log.warning("Could not read image %s for its log location: %s", arn, error)
         return dataclasses.replace(step, message="\n".join([step.message or "", *lines]))
 
@@ -235,8 +243,19 @@ class ImageBuilderHook(AwsBaseHook):
             self.log.error("%s", step.message)
         return step.raise_for_outcome()
 
-    def gate_scan_findings(self, image_build_version_arn: str, max_finding_severity: str) -> dict[str, int]:
-        """Read the image's scan findings; return the count per severity, or raise past ``max_finding_severity``."""
+    def gate_scan_findings(
+        self, image_build_version_arn: str, max_finding_severity: str, image: dict[str, Any] | None = None
+    ) -> dict[str, int]:
+        """Read the image's scan findings; return the count per severity, or raise past ``max_finding_severity``.
+
+        Only a COMPLETED scan passes: a scan still running raises a retryable error, one that failed, timed out or
+        was abandoned (or no scanning at all) fails the task.  ``image`` is the AVAILABLE image, when at hand.
+        """
+        image = image if image is not None else self.get_image(image_build_version_arn)
+        if problem := scan_problem(image_build_version_arn, image):
+            message, retryable = problem
+            message += f"; max_finding_severity={max_finding_severity!r} needs a completed scan"
+            raise ImageScanIncompleteError(message) if retryable else ImageScanFailedError(message)
         findings = self.list_image_scan_findings(image_build_version_arn)
         counts = severity_counts(findings)
         above = findings_above(findings, max_finding_severity)

@@ -172,6 +172,11 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             _in_flight_arn=None,
         )
         check_gate_severity(max_finding_severity, self.task_id)
+        if max_finding_severity and not wait_for_completion:
+            raise ValueError(
+                f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the image "
+                "once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
+            )
         if force_rebuild and client_token is not None:
             raise ValueError(
                 f"{self.task_id}: force_rebuild=True needs a derived client token; a fixed client_token always "
@@ -206,7 +211,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         )
         if image is not None and ImageState.of(image).status in SUCCESS_STATES:  # reused
             ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
-            finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity)
+            finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity, image)
             return arn
         if not self.wait_for_completion:
             return arn
@@ -244,7 +249,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         )
         self._in_flight_arn = None
         ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
-        finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity)
+        finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity, image)
         return arn
 
     def _token(self, context: Context, request: dict[str, Any], generation: int) -> str:
@@ -264,7 +269,12 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         for generation in range(MAX_GENERATIONS):
             token = self._token(context, request, generation)
             self.log.info("%s with client token %s (generation %d)", self.start_operation, token, generation)
-            arn = self._start_build(request, token)
+            try:
+                arn = self._start_build(request, token)
+            except ImageBuilderApiError as error:
+                if error.code != "IdempotentParameterMismatchException":
+                    raise
+                raise type(error)(**(error.fields() | {"hint": f"Client token {token!r}: {error.hint}"})) from error
             image = self.hook.find_image(arn)
             state = ImageState.of(image) if image is not None else ImageState("PENDING")
             if state.status in FAILURE_STATES:

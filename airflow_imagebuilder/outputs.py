@@ -24,15 +24,21 @@ def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict
 
 
 def finish_image(
-    context: Any, hook: Any, image_build_version_arn: str, outputs: dict[str, Any], max_finding_severity: str | None
+    context: Any,
+    hook: Any,
+    image_build_version_arn: str,
+    outputs: dict[str, Any],
+    max_finding_severity: str | None,
+    image: dict[str, Any] | None = None,
 ) -> None:
     """Gate an AVAILABLE image on its scan findings (when asked), then push its outputs.
 
-    ``scan_findings_counts`` (findings per severity) is pushed whether the gate passes or fails.
+    ``scan_findings_counts`` (findings per severity) is pushed whether the gate passes or fails.  ``image`` is the
+    AVAILABLE image when the caller has it (else the gate reads it).
     """
     if max_finding_severity is not None:
         try:
-            counts = hook.gate_scan_findings(image_build_version_arn, max_finding_severity)
+            counts = hook.gate_scan_findings(image_build_version_arn, max_finding_severity, image)
         except ImageScanFindingsError as error:
             context["ti"].xcom_push(key="scan_findings_counts", value=error.counts)
             raise

@@ -54,6 +54,16 @@ ERROR_ACTIONS: dict[str, ErrorAction] = {
     "TooManyRequestsException": ErrorAction.RETRY,
     "ServiceUnavailableException": ErrorAction.RETRY,
     "ServiceException": ErrorAction.RETRY,
+    # Throttling and timeouts any AWS endpoint may answer (botocore's own retry handler retries these).
+    "Throttling": ErrorAction.RETRY,
+    "RequestThrottled": ErrorAction.RETRY,
+    "RequestThrottledException": ErrorAction.RETRY,
+    "RequestLimitExceeded": ErrorAction.RETRY,
+    "RequestTimeout": ErrorAction.RETRY,
+    "RequestTimeoutException": ErrorAction.RETRY,
+    "PriorRequestNotComplete": ErrorAction.RETRY,
+    "InternalFailure": ErrorAction.RETRY,
+    "InternalServerError": ErrorAction.RETRY,
     "ResourceInUseException": ErrorAction.RETRY_BRIEFLY,
     "ServiceQuotaExceededException": ErrorAction.FAIL_RETRYABLE,
     "ExpiredTokenException": ErrorAction.REFRESH_CREDENTIALS,
@@ -134,14 +144,17 @@ def classify(code: str, http_status: int | None = None) -> ErrorAction:
     return ErrorAction.REJECT
 
 
-def hint(code: str, conn_id: str | None = None) -> str:
-    """What the user can do about an error code (empty when there is nothing useful to say)."""
+def hint(code: str, conn_id: str | None = None, action: ErrorAction | None = None) -> str:
+    """What the user can do about an error code (empty when there is nothing useful to say).
+
+    ``action``: what was done with the error, when the answer's HTTP status decided it (an unknown 5xx code).
+    """
     conn = conn_id if conn_id is not None else "(none)"
     if code in _HINTS:
         return _HINTS[code].format(conn_id=conn)
     if code in AUTH_CODES:
         return _AUTH_HINT.format(conn_id=conn, permissions=PERMISSIONS)
-    if code not in ERROR_ACTIONS:
+    if code not in ERROR_ACTIONS and (action or classify(code)) is ErrorAction.REJECT:
         return _UNKNOWN_HINT
     return ""
 
@@ -192,7 +205,7 @@ def api_error(operation: str, answer: ErrorAnswer, attempts: int, conn_id: str |
         answer.message,
         answer.request_id,
         attempts,
-        hint(answer.code, conn_id),
+        hint(answer.code, conn_id, action),
         transient=action.keeps_waiting,
     )
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import PokeReturnValue, conf, timezone
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf, timezone
 
 from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
 from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
@@ -20,6 +20,7 @@ from airflow_imagebuilder.outputs import finish_image
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
+    Outcome,
     TransitionLog,
     next_step,
 )
@@ -107,7 +108,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
             trigger=ImageBuilderImageTrigger(
                 image_build_version_arn=self.image_build_version_arn,
                 waiter_delay=self.poke_interval,
-                waiter_max_attempts=max(1, math.ceil(self.timeout / self.poke_interval)),
+                # The trigger polls at once (this poke just did), so one more poll spans the whole timeout.
+                waiter_max_attempts=math.ceil(self.timeout / self.poke_interval) + 1,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
                 verify=self.verify,
@@ -139,23 +141,26 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         if first_poke:
             ImageBuilderImageLink.record(context, self, arn)
             ImageBuilderLogsLink.record(context, self, arn, poll.image)
-        gate = self.max_finding_severity
-        if gate and poll.image is not None and not scanning_enabled(poll.image.get("imageScanningConfiguration")):
-            raise ImageScanningNotEnabledError(
-                scanning_required_message(self.task_id, gate, f"the build of image {arn}")
-            )
         step = next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
         image = dict(poll.image) if poll.image is not None else None
         outputs = self.hook.conclude(self._transitions.record(step, poll), image)
         if outputs is None:
+            gate = self.max_finding_severity
+            if gate and image is not None and not scanning_enabled(image.get("imageScanningConfiguration")):
+                # The gate can never pass: say so now rather than when the build ends.
+                raise ImageScanningNotEnabledError(
+                    scanning_required_message(self.task_id, gate, f"the build of image {arn}")
+                )
             return False
         ImageBuilderAmiLink.record(context, self, arn, outputs.get("amis", []))
-        finish_image(context, self.hook, arn, outputs, self.max_finding_severity)
+        finish_image(context, self.hook, arn, outputs, self.max_finding_severity, image)
         return PokeReturnValue(is_done=True, xcom_value=arn)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         from airflow_imagebuilder.triggers import resolve_event
 
+        if event and event.get("status") == Outcome.TIMED_OUT.value:  # "timeout" means what it means in poke mode
+            raise AirflowSensorTimeout(f"{self.task_id}: {event.get('message')}")
         outputs = resolve_event(event, self.hook)
         ImageBuilderAmiLink.record(context, self, self.image_build_version_arn, outputs.get("amis", []))
         finish_image(context, self.hook, self.image_build_version_arn, outputs, self.max_finding_severity)

@@ -31,7 +31,7 @@ async def wait_all(queue_url: str, arns: list[str]) -> dict:
     outcomes = await asyncio.gather(*(one(arn) for arn in arns))
     return {
         "outcomes": dict(zip(arns, outcomes, strict=True)),
-        "deleted": consumer.deleted_arns,
+        "deleted": list(consumer.deleted_arns),
         "counts": consumer.counts,
     }
 

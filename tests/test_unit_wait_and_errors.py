@@ -354,3 +354,80 @@ def test_the_default_policy_rides_out_ten_minutes_of_outage_before_giving_up():
         while True:
             clock.now += retry.failed(client_error("ServiceUnavailableException", 503)).delay
     assert 540 <= clock.now <= 600 and error.value.attempts < RetryPolicy().max_attempts  # time binds, not attempts
+
+
+# ------------------------------------------------------------------------------------------ review fixes
+@pytest.mark.parametrize(
+    ("scan", "exception"),
+    [
+        ({"status": "TIMED_OUT", "reason": "Inspector did not answer"}, "ImageScanFailedError"),
+        ({"status": "ABANDONED"}, "ImageScanFailedError"),
+        ({"status": "FAILED"}, "ImageScanFailedError"),
+        ({"status": "COLLECTING"}, "ImageScanIncompleteError"),
+        (None, "ImageScanIncompleteError"),
+    ],
+)
+def test_the_gate_judges_only_a_completed_scan(scan, exception):
+    from airflow_imagebuilder import exceptions
+    from airflow_imagebuilder.hooks import ImageBuilderHook
+
+    image = {"imageScanningConfiguration": {"imageScanningEnabled": True}} | ({"scanState": scan} if scan else {})
+    with pytest.raises(getattr(exceptions, exception), match="needs a completed scan"):
+        ImageBuilderHook(aws_conn_id=None).gate_scan_findings(ARN, "HIGH", image)  # no call: the image says it
+    assert issubclass(exceptions.ImageScanFailedError, exceptions.AirflowFailException)
+    assert not issubclass(exceptions.ImageScanIncompleteError, exceptions.AirflowFailException)
+
+
+@pytest.mark.parametrize("code", ["RequestTimeoutException", "PriorRequestNotComplete", "Throttling"])
+def test_throttling_and_timeouts_of_any_endpoint_are_retried(code):
+    assert classify(code) is ErrorAction.RETRY
+
+
+def test_an_unknown_5xx_code_is_retried_and_its_message_does_not_say_otherwise():
+    error = error_of("SomeInternalErrorException", 502)
+    assert error.transient and "does not retry" not in str(error)
+    assert "does not retry" in str(error_of("SomeClientErrorException", 400))
+
+
+def test_a_token_mismatch_names_the_token(monkeypatch):
+    from airflow_imagebuilder import operators
+
+    operator = operators.ImageBuilderCreateImageOperator(
+        task_id="t",
+        image_recipe_arn=IMAGE_RECIPE_ARN,
+        infrastructure_configuration_arn=INFRASTRUCTURE_ARN,
+        client_token="my-token",
+    )
+
+    def mismatch(request, token):
+        raise error_of("IdempotentParameterMismatchException", 400)
+
+    monkeypatch.setattr(operator, "_start_build", mismatch)
+    ti = SimpleNamespace(**IDENTITY, try_number=1, max_tries=0)
+    with pytest.raises(ImageBuilderRequestRejected, match="Client token 'my-token': The client token was already"):
+        operator._start_or_find_build({"ti": ti}, REQUEST)
+
+
+def test_a_gate_needs_the_operator_to_wait():
+    from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
+
+    with pytest.raises(ValueError, match="max_finding_severity needs wait_for_completion=True"):
+        ImageBuilderCreateImageOperator(
+            task_id="t",
+            image_recipe_arn=IMAGE_RECIPE_ARN,
+            infrastructure_configuration_arn=INFRASTRUCTURE_ARN,
+            image_scanning_configuration={"imageScanningEnabled": True},
+            max_finding_severity="HIGH",
+            wait_for_completion=False,
+        )
+
+
+def test_a_deferred_sensor_that_times_out_raises_what_poke_mode_raises():
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    from airflow_imagebuilder.sensors import ImageBuilderImageSensor
+
+    sensor = ImageBuilderImageSensor(task_id="s", image_build_version_arn=ARN, timeout=60, poke_interval=10)
+    step = next_step(ARN, Poll(image=image("BUILDING")), elapsed=70, attempt=7, max_attempts=7, waiter_delay=10)
+    with pytest.raises(AirflowSensorTimeout, match="did not become AVAILABLE within 7 polls"):
+        sensor.execute_complete({}, step.to_event())

@@ -425,6 +425,8 @@ class Build:
         if request.get("tags"):
             image["tags"] = request["tags"]
         image["imageScanningConfiguration"] = self.scanning_configuration
+        if self.scanning_enabled:
+            image["scanState"] = scan_state(status)
         for member in ("executionRole", "workflows", "loggingConfiguration"):
             if member in request:
                 image[member] = request[member]
@@ -484,3 +486,20 @@ class Build:
                 }
             )
         return {"amis": amis}
+
+
+#: ``scanState.status`` while the build is in each phase: the scan runs in the test workflow, its findings are
+#: collected while the image is distributed.
+_SCAN_STATUS = {
+    "TESTING": "SCANNING",
+    "DISTRIBUTING": "COLLECTING",
+    "INTEGRATING": "COLLECTING",
+    "AVAILABLE": "COMPLETED",
+}
+
+
+def scan_state(status: str) -> dict[str, str]:
+    """``scanState`` of a scanned build in ``status``; a build that ended otherwise abandons its scan."""
+    if status in ("FAILED", "CANCELLED"):
+        return {"status": "ABANDONED", "reason": f"The image reached {status} before the scan completed"}
+    return {"status": _SCAN_STATUS.get(status, "PENDING")}
