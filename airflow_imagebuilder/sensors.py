@@ -116,7 +116,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
                 botocore_config=self.botocore_config,
                 cancel_on_kill=False,
                 api_retry=self.api_retry,
-                not_found_grace=max(0.0, self.not_found_grace - self._elapsed(context)),
+                not_found_grace=self.not_found_grace,
                 completion_queue_url=self.completion_queue_url,
                 safety_poll_interval=self.safety_poll_interval,
             ),
