@@ -160,6 +160,7 @@ class QueueConsumer:
                 raise
             except Exception as error:  # the waits' safety polls go on; try the queue again shortly
                 self.hook.log.warning("Receiving from %s failed: %s; retrying in 5s", self.queue_url, error)
+                await self._reconnect()  # with the connection read again: its keys may have been rotated
                 await asyncio.sleep(5)
                 continue
             for message in response.get("Messages", []):
@@ -198,6 +199,15 @@ class QueueConsumer:
                 ReceiptHandle=change.receipt_handle,
                 VisibilityTimeout=min(MAX_RELEASE_SECONDS, RELEASE_SECONDS * 2 ** (receives - 1)),
             )
+
+    async def _reconnect(self) -> None:
+        async with self._client_lock:
+            context, self._context, self._client = self._context, None, None
+            for name in ("conn", "conn_config", "_client"):
+                self.hook.__dict__.pop(name, None)
+        if context is not None:
+            with contextlib.suppress(Exception):
+                await context.__aexit__(None, None, None)
 
     async def _stop(self) -> None:
         task, self._task = self._task, None

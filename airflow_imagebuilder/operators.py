@@ -51,6 +51,16 @@ if TYPE_CHECKING:
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.
 MAX_GENERATIONS = 100
+#: The members of an image pipeline that decide what it builds: they enter the client tokens of its executions.
+PIPELINE_BUILD_MEMBERS = (
+    "imageRecipeArn",
+    "containerRecipeArn",
+    "infrastructureConfigurationArn",
+    "distributionConfigurationArn",
+    "imageTestsConfiguration",
+    "imageScanningConfiguration",
+    "workflows",
+)
 #: Stands in for values that are only known after rendering, so literal fields can be checked at parse time.
 _PLACEHOLDERS: dict[str, str] = {
     "clientToken": "parse-time-check",
@@ -196,14 +206,15 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         """Send the request with ``token``; return the image build version ARN."""
         raise NotImplementedError
 
-    def _check_startable(self, request: dict[str, Any]) -> None:
-        """Fail before any build is started when the request cannot start one (once per try)."""
+    def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Check that the request can start a build (once per try, before any build starts) and return what the
+        build is made of, which enters the derived client token.  The request itself, unless it names more."""
+        return request
 
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
         request = self._rendered_request()
-        self._check_startable(request)
-        arn, token, image = self._start_or_find_build(context, request)
+        arn, token, image = self._start_or_find_build(context, request, self._build_content(request))
         context["ti"].xcom_push(key="client_token", value=token)
         ImageBuilderImageLink.record(context, self, arn)
         ImageBuilderLogsLink.record(
@@ -261,13 +272,15 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         series = ti.max_tries - (self.retries or 0) + 1 if self.force_rebuild else None
         return derive_client_token(identity, request, generation, namespace=client_token_namespace(), series=series)
 
-    def _start_or_find_build(self, context: Context, request: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    def _start_or_find_build(
+        self, context: Context, request: dict[str, Any], content: dict[str, Any] | None = None
+    ) -> tuple[str, str, dict[str, Any] | None]:
         """Send the start call with the token of each generation until one names a build worth following.
 
         Returns (ARN, client token, the image as just read: AVAILABLE when reused, None while not yet visible).
         """
         for generation in range(MAX_GENERATIONS):
-            token = self._token(context, request, generation)
+            token = self._token(context, request if content is None else content, generation)
             self.log.info("%s with client token %s (generation %d)", self.start_operation, token, generation)
             try:
                 arn = self._start_build(request, token)
@@ -415,11 +428,12 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
                     scanning_required_message(self.task_id, max_finding_severity, "image_scanning_configuration")
                 )
 
-    def _check_startable(self, request: dict[str, Any]) -> None:
+    def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.max_finding_severity and not scanning_enabled(request.get("imageScanningConfiguration")):
             raise ImageScanningNotEnabledError(
                 scanning_required_message(self.task_id, self.max_finding_severity, "image_scanning_configuration")
             )
+        return request
 
     def _request_values(self) -> dict[str, Any]:
         """Current values of the request fields, by API name (None means "not set")."""
@@ -514,7 +528,9 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
             del request["clientToken"]
         return request
 
-    def _check_startable(self, request: dict[str, Any]) -> None:
+    def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Check the pipeline can run; the token covers what it builds, so a rerun after the pipeline's recipe or
+        configurations changed builds anew instead of reusing the old image."""
         pipeline = self.hook.get_image_pipeline(request["imagePipelineArn"])
         status = pipeline.get("status", "ENABLED")
         if status == "DISABLED" and not self.start_disabled:
@@ -530,6 +546,7 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
                 )
             )
         self.log.info("Image pipeline %s (%s) is %s", pipeline.get("name"), request["imagePipelineArn"], status)
+        return {**request, "pipeline": {member: pipeline.get(member) for member in PIPELINE_BUILD_MEMBERS}}
 
     def _start_build(self, request: dict[str, Any], token: str) -> str:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import fnmatch
 from collections.abc import AsyncIterator, Sequence
 from functools import cached_property
@@ -26,6 +27,10 @@ from airflow_imagebuilder.waiting import (
 
 if TYPE_CHECKING:
     from airflow_imagebuilder.events import StateChange
+
+
+#: State changes an event trigger remembers having fired for (duplicates of them fire nothing).
+FIRED_REMEMBERED = 10_000
 
 
 class _HookFromSettings:
@@ -172,11 +177,14 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
         consumer = CONSUMERS.get(queue_url, self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
         transitions = TransitionLog(arn, self.log)
         deadline = self.waiter_delay * self.waiter_max_attempts
-        async with consumer.subscription(arn) as inbox:
+        poll = await self.hook.poll_image_async(arn)
+        # Events name the build version: follow the ARN GetImage answers (an image version ARN names its newest
+        # build).  An event sent before the subscription comes back: the consumer leaves it for its wait.
+        followed = str(poll.image.get("arn") or arn) if poll.image is not None else arn
+        async with consumer.subscription(followed) as inbox:
             received: list[StateChange] = []
             while True:
                 timed_out = transitions.elapsed >= deadline
-                poll = await self.hook.poll_image_async(arn)
                 step = self._decide(poll, transitions, self.waiter_max_attempts if timed_out else 1)
                 if final := await self._final(step):
                     for change in received:  # the outcome is known: the end events have served their purpose
@@ -186,10 +194,10 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
                 # does not show yet; otherwise only when an event says the build ended, or for safety.
                 confirming = poll.image is None or bool(received)
                 timeout = self.waiter_delay if confirming else self.safety_poll_interval
-                timeout = max(0.0, min(timeout, deadline - transitions.elapsed))
-                while True:
+                until = transitions.elapsed + max(0.0, min(timeout, deadline - transitions.elapsed))
+                while (remaining := until - transitions.elapsed) > 0:
                     try:
-                        change = await asyncio.wait_for(inbox.get(), timeout=timeout)
+                        change = await asyncio.wait_for(inbox.get(), timeout=remaining)
                     except asyncio.TimeoutError:
                         break  # safety (or confirmation) poll
                     if change.status in IN_PROGRESS_STATES:
@@ -197,6 +205,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
                         continue
                     received.append(change)
                     break  # the build ended, says the event: confirm with GetImage
+                poll = await self.hook.poll_image_async(arn)
 
     async def on_kill(self) -> None:
         """Cancel the build when a user marks the deferred task failed or clears it (Airflow 3.3+).
@@ -308,6 +317,7 @@ class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
 
         sqs = sqs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
         malformed: set[str] = set()
+        fired: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
         async with self.hook.client_lease(), await sqs.get_async_conn() as client:
             while True:
                 try:
@@ -325,15 +335,26 @@ class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
                             malformed.add(str(message.get("MessageId")))
                             self.log.warning("Not an Image Builder state change event, left: %.200s", message["Body"])
                         continue
-                    if change.status in self.statuses:
-                        image = await self.hook.find_image_async(change.image_build_version_arn)
+                    seen = (change.image_build_version_arn, change.status)
+                    if change.status in self.statuses and seen not in fired:
+                        try:
+                            image = await self.hook.find_image_async(change.image_build_version_arn)
+                        except ImageBuilderError as error:
+                            self.log.warning("GetImage of %s failed: %s", change.image_build_version_arn, error)
+                            continue  # the message comes back after its visibility timeout
                         if image is None:
                             continue  # not visible yet: the message comes back after its visibility timeout
                         if self.matches(image):
                             self.log.info("Image %s is %s: firing", change.image_build_version_arn, change.status)
+                            fired[seen] = None  # EventBridge delivers at least once: one run per change
+                            while len(fired) > FIRED_REMEMBERED:
+                                fired.popitem(last=False)
                             yield self._event(change.status, change.reason, image)
                     # Fired, another status, or filtered out: this watcher's queue is done with the message.
-                    await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle)
+                    try:
+                        await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle)
+                    except Exception as error:  # gone already, or the receipt expired: it may come back once more
+                        self.log.warning("Could not delete message %s: %s", change.message_id, error)
 
     @staticmethod
     def _event(status: str, reason: str | None, image: dict[str, Any]) -> TriggerEvent:

@@ -192,3 +192,13 @@ def test_two_waits_on_one_build_both_get_its_outcome_and_no_message_is_left(wire
 def emulator_moto_endpoint(queue_url: str) -> str:
     """moto's endpoint, from one of its queue URLs (``http://host:port/account/name``)."""
     return "/".join(queue_url.split("/")[:3])
+
+
+def test_a_wait_on_an_image_version_arn_follows_the_events_of_its_newest_build(wired):
+    emulator, queue_url = wired
+    emulator.state.set_phase_seconds(1.0)
+    arn = start(emulator, "by-version")
+    version_arn = arn.rsplit("/", 1)[0]  # .../image/golden-base/1.0.0
+    [event] = events_of(trigger(version_arn, queue_url, safety_poll_interval=600))
+    assert event["status"] == "success"
+    assert len([entry for entry in emulator.journal("GetImage") if entry.image_arn in (arn, version_arn)]) == 2

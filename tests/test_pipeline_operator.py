@@ -148,3 +148,27 @@ def test_literal_pipeline_arns_are_checked_when_the_dag_is_parsed():
             image_pipeline_arn="arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p",
             tags={"aws:reserved": "x"},
         )
+
+
+def test_a_rerun_after_the_pipeline_changed_builds_anew_and_then_reuses_again(seeded, monkeypatch):
+    emulator, arns = seeded
+    client = boto3.client("imagebuilder", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    assert task_states(run(monkeypatch))["start"] == "success"
+    patched = client.create_image_recipe(
+        name="golden-base",
+        semanticVersion="1.0.1",
+        parentImage="arn:aws:imagebuilder:us-east-1:aws:image/amazon-linux-2023-x86/x.x.x",
+        components=[{"componentArn": "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"}],
+    )["imageRecipeArn"]
+    client.update_image_pipeline(
+        imagePipelineArn=arns["pipeline"],
+        imageRecipeArn=patched,
+        infrastructureConfigurationArn=arns["infrastructure"],
+        distributionConfigurationArn=arns["distribution"],
+    )
+    for _ in range(2):  # the first rerun builds the patched recipe, the second reuses that image
+        assert task_states(run(monkeypatch))["start"] == "success"
+    versions = sorted(
+        client.get_image(imageBuildVersionArn=arn)["image"]["imageRecipe"]["version"] for arn in emulator.images()
+    )
+    assert versions == ["1.0.0", "1.0.1"]
