@@ -36,12 +36,16 @@ def _rss_kib() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
-    """Run every wait to its end in this process; report CPU, RSS growth and event times."""
+def child(impl: str, arns: list[str], delay: float, queue_url: str | None = None) -> dict[str, Any]:
+    """Run every wait to its end in this process; report CPU, RSS growth and event times.
+
+    ``impl``: ``ours`` (polling), ``events`` (ours, event-driven through ``queue_url``) or ``baseline``.
+    """
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
     from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
     from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+    from airflow_imagebuilder.events import CONSUMERS
     from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 
     class BaselineImageBuilderHook(AwsBaseHook):
@@ -81,15 +85,25 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
     def make(arn: str) -> Any:
         if impl == "ours":
             return ImageBuilderImageTrigger(image_build_version_arn=arn, waiter_delay=delay, waiter_max_attempts=1000)
+        if impl == "events":
+            return ImageBuilderImageTrigger(
+                image_build_version_arn=arn,
+                waiter_delay=delay,
+                waiter_max_attempts=1000,
+                completion_queue_url=queue_url,
+            )
         return BaselineImageAvailableTrigger(image_build_version_arn=arn, waiter_delay=delay, waiter_max_attempts=1000)
 
     events: dict[str, float] = {}
+    walls: dict[str, float] = {}
     statuses: dict[str, str] = {}
+    consumer_counts: dict[str, int] = {}
     peak = 0
 
     async def follow(trigger: Any, arn: str) -> None:
         async for event in trigger.run():
             events[arn] = time.monotonic()
+            walls[arn] = time.time()
             statuses[arn] = event.payload["status"]
             return
 
@@ -102,7 +116,11 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
     async def main() -> None:
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_rss(stop))
+        # The consumer every trigger of this loop shares (same queue and connection settings as theirs).
+        consumer = CONSUMERS.get(queue_url, "aws_default", None, None, None) if queue_url else None
         await asyncio.gather(*(follow(make(arn), arn) for arn in arns))
+        if consumer is not None:
+            consumer_counts.update(consumer.counts)
         stop.set()
         await sampler
         await SHARED_CLIENTS.close_all()
@@ -114,21 +132,28 @@ def child(impl: str, arns: list[str], delay: float) -> dict[str, Any]:
         "cpu_s": time.process_time() - cpu_before,
         "rss_growth_mib": (max(peak, _rss_kib()) - rss_before) / 1024,
         "events": events,
+        "walls": walls,
         "statuses": statuses,
+        "consumer_counts": consumer_counts,
     }
 
 
-def create_builds(endpoint: str, n: int, tag: str) -> dict[str, float]:
-    """N builds whose total build times are staggered between 2 and 20 seconds; returns ARN -> available time."""
+def create_builds(
+    endpoint: str, n: int, tag: str, shortest: float = 2.0, longest: float = 20.0, buckets: int = 10
+) -> dict[str, float]:
+    """N builds whose total build times are staggered in ``buckets`` steps from ``shortest`` to ``longest`` seconds.
+
+    Returns ARN -> the CLOCK_MONOTONIC time the emulator makes it AVAILABLE (its CreateImage time plus its phases).
+    """
     from airflow_imagebuilder.testing import EmulatorControl
     from airflow_imagebuilder.testing.processes import local_client
 
     control = EmulatorControl(endpoint)
     client = local_client("imagebuilder", endpoint)
-    buckets = 10
+    step = (longest - shortest) / PHASES / max(1, buckets - 1)
     phases: dict[str, float] = {}
     for bucket in range(buckets):
-        phase = 0.4 + bucket * 0.4
+        phase = shortest / PHASES + bucket * step
         control.set_phase_seconds(phase)
         for index in range(bucket, n, buckets):
             arn = client.create_image(
@@ -141,8 +166,59 @@ def create_builds(endpoint: str, n: int, tag: str) -> dict[str, float]:
     return {arn: created[arn] + PHASES * phase for arn, phase in phases.items()}
 
 
-def measure(n: int, delay: float) -> dict[str, dict[str, float]]:
+def run_waits(
+    impl: str,
+    endpoint: str,
+    available: dict[str, float],
+    delay: float,
+    env: dict[str, str],
+    work: Path,
+    queue_url: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run ``impl``'s waits for the builds of ``available`` in a fresh process; its figures and the raw run.
+
+    ``timeout``: seconds after which the run is stopped and reported as failed.
+
+    Latency is the trigger's fire time minus the moment the emulator made the image AVAILABLE, both read from
+    CLOCK_MONOTONIC, which every process on the host shares.
+    """
     from airflow_imagebuilder.testing import EmulatorControl
+
+    n = len(available)
+    arns_file = work / f"{impl}.json"
+    arns_file.write_text(json.dumps(sorted(available)))
+    command = [sys.executable, __file__, "--child", impl, "--arns", str(arns_file), "--delay", str(delay)]
+    if queue_url:
+        command += ["--queue-url", queue_url]
+    try:
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        raise RuntimeError(f"{impl}: the {n} waits did not all end within {timeout:g}s") from expired
+    if output.returncode != 0:
+        raise RuntimeError(f"{impl} run failed:\n{output.stderr[-3000:]}")
+    run = json.loads(output.stdout.strip().splitlines()[-1])
+    failed = {arn: status for arn, status in run["statuses"].items() if status != "success"}
+    if len(run["events"]) != n or failed:
+        raise RuntimeError(f"{impl}: {len(run['events'])} events of {n}, not successful: {failed}")
+    latencies = sorted(run["events"][arn] - available[arn] for arn in available)
+    gets = [entry for entry in EmulatorControl(endpoint).journal("GetImage") if entry["image_arn"] in available]
+    return {
+        "cpu_s": run["cpu_s"],
+        "rss_growth_mib": run["rss_growth_mib"],
+        "latency_p50_s": statistics.median(latencies),
+        "latency_p99_s": percentile(latencies, 0.99),
+        "gets_per_build": len(gets) / n,
+        "run": run,
+    }
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted values."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def measure(n: int, delay: float) -> dict[str, dict[str, float]]:
     from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process
 
     results: dict[str, dict[str, float]] = {}
@@ -155,34 +231,9 @@ def measure(n: int, delay: float) -> dict[str, dict[str, float]]:
         }
         for impl in ("baseline", "ours"):
             available = create_builds(emulator.endpoint_url, n, impl)
-            arns_file = Path(work) / f"{impl}.json"
-            arns_file.write_text(json.dumps(sorted(available)))
-            output = subprocess.run(
-                [sys.executable, __file__, "--child", impl, "--arns", str(arns_file), "--delay", str(delay)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if output.returncode != 0:
-                raise RuntimeError(f"{impl} run failed:\n{output.stderr[-3000:]}")
-            run = json.loads(output.stdout.strip().splitlines()[-1])
-            failed = {arn: status for arn, status in run["statuses"].items() if status != "success"}
-            if len(run["events"]) != n or failed:
-                raise RuntimeError(f"{impl}: {len(run['events'])} events of {n}, not successful: {failed}")
-            latencies = sorted(run["events"][arn] - available[arn] for arn in available)
-            gets = [
-                entry
-                for entry in EmulatorControl(emulator.endpoint_url).journal("GetImage")
-                if entry["image_arn"] in available
-            ]
-            results[impl] = {
-                "cpu_s": run["cpu_s"],
-                "rss_growth_mib": run["rss_growth_mib"],
-                "latency_p50_s": statistics.median(latencies),
-                "latency_p99_s": latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)],
-                "gets_per_build": len(gets) / n,
-            }
+            figures = run_waits(impl, emulator.endpoint_url, available, delay, env, Path(work))
+            figures.pop("run")
+            results[impl] = figures
     return results
 
 
@@ -208,11 +259,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=5.0)
-    parser.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["ours", "events", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--arns", help=argparse.SUPPRESS)
+    parser.add_argument("--queue-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child(args.child, json.loads(Path(args.arns).read_text()), args.delay)
+        result = child(args.child, json.loads(Path(args.arns).read_text()), args.delay, args.queue_url)
         print(json.dumps(result))
         return 0
     results = measure(args.n, args.delay)
