@@ -26,6 +26,8 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+from airflow_imagebuilder.waiting import IN_PROGRESS_STATES
+
 EVENT_SOURCE = "aws.imagebuilder"
 DETAIL_TYPE = "EC2 Image Builder Image State Change"
 #: The EventBridge rule pattern that selects these events.
@@ -163,10 +165,28 @@ class QueueConsumer:
                 await self._reconnect()  # with the connection read again: its keys may have been rotated
                 await asyncio.sleep(5)
                 continue
-            for message in response.get("Messages", []):
-                await self._route(client, message)
+            done = [
+                change for message in response.get("Messages", []) if (change := await self._route(client, message))
+            ]
+            if done:
+                await self._delete_batch(client, done)
 
-    async def _route(self, client: Any, message: Mapping[str, Any]) -> None:
+    async def _delete_batch(self, client: Any, changes: list[StateChange]) -> None:
+        """Delete messages nobody needs any more, in one call (at most ten: one receive's worth)."""
+        entries = [{"Id": str(index), "ReceiptHandle": change.receipt_handle} for index, change in enumerate(changes)]
+        try:
+            response = await client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception as error:  # they come back after their visibility timeout, and are deleted then
+            self.hook.log.warning("Deleting %d messages from %s failed: %s", len(entries), self.queue_url, error)
+            return
+        failed = {entry["Id"] for entry in response.get("Failed", [])}
+        for index, change in enumerate(changes):
+            if str(index) not in failed:
+                self.counts["deleted"] += 1
+                self.deleted_arns.append(change.image_build_version_arn)
+
+    async def _route(self, client: Any, message: Mapping[str, Any]) -> StateChange | None:
+        """Route one message; return it when it is to be deleted now (a step on the way, or a late message)."""
         self.counts["received"] += 1
         change = parse_message(message)
         if change is None:
@@ -181,16 +201,17 @@ class QueueConsumer:
                     self.queue_url,
                     message.get("Body"),
                 )
-            return
+            return None
         inboxes = self._inboxes.get(change.image_build_version_arn)
         if inboxes:
+            if change.status in IN_PROGRESS_STATES:
+                return change  # a step on the way: the waits act only on the end of a build
             self.counts["routed"] += 1
             for inbox in inboxes:
                 inbox.put_nowait(change)
-            return
+            return None
         if change.image_build_version_arn in self._finished:
-            await self.delete(change)  # a late or repeated message of a wait that has its outcome
-            return
+            return change  # a late or repeated message of a wait that has its outcome
         receives = int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
         self.counts["released"] += 1
         with contextlib.suppress(Exception):
@@ -199,6 +220,7 @@ class QueueConsumer:
                 ReceiptHandle=change.receipt_handle,
                 VisibilityTimeout=min(MAX_RELEASE_SECONDS, RELEASE_SECONDS * 2 ** (receives - 1)),
             )
+        return None
 
     async def _reconnect(self) -> None:
         async with self._client_lock:

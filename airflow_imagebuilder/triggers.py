@@ -16,7 +16,6 @@ from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
-    IN_PROGRESS_STATES,
     Outcome,
     Poll,
     Step,
@@ -200,10 +199,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
                         change = await asyncio.wait_for(inbox.get(), timeout=remaining)
                     except asyncio.TimeoutError:
                         break  # safety (or confirmation) poll
-                    if change.status in IN_PROGRESS_STATES:
-                        await consumer.delete(change)  # a step on the way: nothing to confirm, keep waiting
-                        continue
-                    received.append(change)
+                    received.append(change)  # the consumer routes only the ends of builds
                     break  # the build ended, says the event: confirm with GetImage
                 poll = await self.hook.poll_image_async(arn)
 
