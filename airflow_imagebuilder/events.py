@@ -38,6 +38,8 @@ WAIT_TIME_SECONDS = 20
 #: receive up to :data:`MAX_RELEASE_SECONDS`, so foreign messages reach other triggerers without churning here.
 RELEASE_SECONDS = 1
 MAX_RELEASE_SECONDS = 60
+#: DeleteMessageBatch takes at most this many entries.
+DELETE_BATCH = 10
 #: Builds remembered as finished per consumer (their late messages are deleted).
 FINISHED_REMEMBERED = 10_000
 
@@ -97,6 +99,7 @@ class QueueConsumer:
         #: Builds whose waits here have ended (most recent last): their late messages are deleted on sight.
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._client_lock = asyncio.Lock()
+        self._pending_deletes: list[StateChange] = []
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
         self._context: Any = None
@@ -134,12 +137,18 @@ class QueueConsumer:
                 await self._stop()
 
     async def delete(self, change: StateChange) -> None:
-        """Delete a message whose wait has what it needed from it."""
-        client = await self._client_ready()
-        with contextlib.suppress(Exception):  # already deleted or expired: the outcome stands either way
-            await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle)
-            self.counts["deleted"] += 1
-            self.deleted_arns.append(change.image_build_version_arn)
+        """Delete a message whose wait has what it needed from it: with the next batch, ten at a time.
+
+        Pending deletes go out after the consumer's next receive, when ten are pending, or when it stops.
+        """
+        self._pending_deletes.append(change)
+        if len(self._pending_deletes) >= DELETE_BATCH:
+            await self._flush_deletes(await self._client_ready())
+
+    async def _flush_deletes(self, client: Any) -> None:
+        while self._pending_deletes:
+            batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
+            await self._delete_batch(client, batch)
 
     async def _client_ready(self) -> Any:
         async with self._client_lock:
@@ -165,11 +174,10 @@ class QueueConsumer:
                 await self._reconnect()  # with the connection read again: its keys may have been rotated
                 await asyncio.sleep(5)
                 continue
-            done = [
-                change for message in response.get("Messages", []) if (change := await self._route(client, message))
-            ]
-            if done:
-                await self._delete_batch(client, done)
+            for message in response.get("Messages", []):
+                if change := await self._route(client, message):
+                    self._pending_deletes.append(change)
+            await self._flush_deletes(client)
 
     async def _delete_batch(self, client: Any, changes: list[StateChange]) -> None:
         """Delete messages nobody needs any more, in one call (at most ten: one receive's worth)."""
@@ -233,11 +241,14 @@ class QueueConsumer:
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
-        context, self._context, self._client = self._context, None, None  # a new subscriber builds its own
+        client, context = self._client, self._context
+        self._client = self._context = None  # a subscriber arriving meanwhile builds its own
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._pending_deletes and client is not None:
+            await self._flush_deletes(client)
         if context is not None:
             await context.__aexit__(None, None, None)
 

@@ -82,7 +82,7 @@ def _utc(timestamp: str) -> float:
 
 def measure(n: int, delay: float) -> dict[str, Any]:
     from airflow_imagebuilder.testing import EmulatorControl
-    from airflow_imagebuilder.testing.events import wire_events_to_queue
+    from airflow_imagebuilder.testing.events import END_STATUSES, wire_events_to_queue
     from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 
     lengths = {"shortest": SHORTEST, "longest": LONGEST, "buckets": LENGTHS}
@@ -97,7 +97,9 @@ def measure(n: int, delay: float) -> dict[str, Any]:
             polling = triggerer.run_waits("ours", emulator.endpoint_url, available, delay, env, work, timeout=timeout)
 
         sqs = local_client("sqs", moto.endpoint_url)
-        queue_url = wire_events_to_queue(local_client("events", moto.endpoint_url), sqs, "bench-event-waits")
+        # The rule the README recommends for waits: the ends of builds only.
+        events = local_client("events", moto.endpoint_url)
+        queue_url = wire_events_to_queue(events, sqs, "bench-event-waits", statuses=END_STATUSES)
         with emulator_process(log_dir=work, events_endpoint_url=moto.endpoint_url) as emulator:
             assert moto.process is not None and emulator.process is not None
             env = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from airflow_imagebuilder.testing.events import wire_events_to_queue
+from airflow_imagebuilder.testing.events import END_STATUSES, wire_events_to_queue
 from airflow_imagebuilder.testing.processes import local_client
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     events = local_client("events", args.endpoint_url, args.region)
     sqs = local_client("sqs", args.endpoint_url, args.region)
     for name in args.queue:
-        print(wire_events_to_queue(events, sqs, name))
+        print(wire_events_to_queue(events, sqs, name, statuses=END_STATUSES))  # waits act on build ends only
     return 0
 
 

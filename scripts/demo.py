@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from airflow_imagebuilder.testing import EmulatorControl
-from airflow_imagebuilder.testing.events import wire_events_to_queue
+from airflow_imagebuilder.testing.events import END_STATUSES, wire_events_to_queue
 from airflow_imagebuilder.testing.examples import seed_example_resources
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
 
@@ -74,7 +74,10 @@ def run_demo(home: Path) -> int:
     ):
         seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
         queue_url = wire_events_to_queue(
-            local_client("events", moto.endpoint_url), local_client("sqs", moto.endpoint_url), EVENTS_QUEUE
+            local_client("events", moto.endpoint_url),
+            local_client("sqs", moto.endpoint_url),
+            EVENTS_QUEUE,
+            statuses=END_STATUSES,  # a wait acts only on the end of a build
         )
         env = {
             **os.environ,

@@ -40,6 +40,18 @@ EVENT_SOURCE = "aws.imagebuilder"
 STATE_CHANGE_DETAIL_TYPE = "EC2 Image Builder Image State Change"
 #: The EventBridge rule pattern matching Image Builder's state change events.
 STATE_CHANGE_PATTERN: dict[str, list[str]] = {"source": [EVENT_SOURCE], "detail-type": [STATE_CHANGE_DETAIL_TYPE]}
+#: The statuses that end a build: all an event-driven wait needs to hear of.
+END_STATUSES = ("AVAILABLE", "FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DISABLED")
+
+
+def state_change_pattern(statuses: Sequence[str] | None = None) -> dict[str, Any]:
+    """The EventBridge rule pattern of Image Builder's state changes (to ``statuses`` only, when given)."""
+    pattern: dict[str, Any] = dict(STATE_CHANGE_PATTERN)
+    if statuses:
+        pattern["detail"] = {"state": {"status": list(statuses)}}
+    return pattern
+
+
 #: PutEvents takes at most this many entries per call.
 PUT_EVENTS_BATCH = 10
 
@@ -421,12 +433,19 @@ def event_controls(publisher: EventPublisher | None) -> dict[tuple[str, str], Ca
     }
 
 
-def wire_events_to_queue(events_client: Any, sqs_client: Any, queue_name: str, rule_name: str | None = None) -> str:
+def wire_events_to_queue(
+    events_client: Any,
+    sqs_client: Any,
+    queue_name: str,
+    rule_name: str | None = None,
+    statuses: Sequence[str] | None = None,
+) -> str:
     """Deliver Image Builder's state change events to an SQS queue, as a user's infrastructure code does.
 
     Creates the queue, an EventBridge rule on the default bus matching :data:`STATE_CHANGE_PATTERN`, the queue
     policy that lets EventBridge (``events.amazonaws.com``) send to the queue for that rule only, and the rule's
-    target.  Returns the queue URL.
+    target.  Returns the queue URL.  ``statuses``: deliver only the changes to these statuses (an event-driven wait
+    acts only on the end of a build, so ``END_STATUSES`` spares the queue five of every six messages).
     """
     queue_url = str(sqs_client.create_queue(QueueName=queue_name)["QueueUrl"])
     queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -435,7 +454,7 @@ def wire_events_to_queue(events_client: Any, sqs_client: Any, queue_name: str, r
     rule_name = rule_name or f"imagebuilder-state-change-{queue_name}"[:64]
     rule_arn = events_client.put_rule(
         Name=rule_name,
-        EventPattern=json.dumps(STATE_CHANGE_PATTERN),
+        EventPattern=json.dumps(state_change_pattern(statuses)),
         State="ENABLED",
         Description="EC2 Image Builder image state changes to SQS",
     )["RuleArn"]
