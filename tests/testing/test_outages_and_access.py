@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import boto3
 import botocore.config
@@ -202,6 +203,9 @@ def test_control_api_and_cli_drive_outages_keys_and_holds():
         )
         control.hold_builds()
         assert control.release_builds() == 0
+        deadline = time.monotonic() + 10  # its phases are milliseconds long, but a loaded machine is slow
+        while control.images()[arn] != "AVAILABLE" and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert caller.get_image(imageBuildVersionArn=arn)["image"]["state"]["status"] == "AVAILABLE"
         outcomes = [entry["outcome"] for entry in control.journal()]
         assert outcomes == [
