@@ -15,10 +15,15 @@ service (each case is listed in the README under "Validation"):
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+import re
+import sys
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
+import annotated_types
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
 
@@ -45,7 +50,9 @@ MAX_TAGS = 50
 
 
 class _ApiModel(BaseModel):
-    """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes."""
+    """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes, and the
+    validators built on first use: most of this module's import time otherwise, while DAG parsing seldom needs
+    them (see :func:`check_request`)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -53,6 +60,7 @@ class _ApiModel(BaseModel):
         extra="forbid",
         regex_engine="python-re",  # the service patterns use look-aheads, which the Rust engine lacks
         frozen=True,
+        defer_build=True,
     )
 
 
@@ -171,6 +179,98 @@ def validation_messages(error: ValidationError) -> list[str]:
 def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
     """Validate a full CreateImage request, raising :class:`InvalidCreateImageRequest` with every violation."""
     return validate(CreateImageRequest, data, source)
+
+
+def check_request(data: dict[str, Any], source: str = "CreateImage request") -> None:
+    """Raise what :func:`validate_request` raises for ``data``, without returning a request.
+
+    DAG parsing checks every task's literal request fields, so this is on the parse path of every DAG file.  The
+    shape most DAG files write (plain strings and booleans, exactly one recipe) is checked against the model's
+    own field rules (:data:`_PLAIN_FIELD_RULES`) without building a model, a few times cheaper; any other shape,
+    and any value those rules reject, is validated by the model, so every error is the model's.
+    """
+    if not _plainly_valid(data):
+        validate(CreateImageRequest, data, source)
+
+
+#: A field's rule for a plain value: ``bool``, or (pattern or None, min length, max length) for a string.
+_PlainRule = type[bool] | tuple["re.Pattern[str] | None", int, int]
+
+
+def _plain_rule(info: FieldInfo) -> _PlainRule | None:
+    """The rule of a field that takes a plain string or boolean, read from its definition; None for any other
+    field, or a string constraint not known here (the model then validates every request that sets it)."""
+    annotation, metadata = info.annotation, list(info.metadata)
+    if get_origin(annotation) in (Union, UnionType):
+        members = [member for member in get_args(annotation) if member is not NoneType]
+        if len(members) != 1:
+            return None
+        annotation = members[0]
+    if get_origin(annotation) is Annotated:
+        annotation, *extras = get_args(annotation)
+        for extra in extras:
+            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    if annotation is bool and not metadata:
+        return bool
+    if annotation is not str:
+        return None
+    pattern, low, high = None, 0, sys.maxsize
+    for item in metadata:
+        if isinstance(item, annotated_types.MinLen):
+            low = item.min_length
+        elif isinstance(item, annotated_types.MaxLen):
+            high = item.max_length
+        elif getattr(item, "__dict__", {}).keys() == {"pattern"} and isinstance(item.pattern, str):
+            pattern = re.compile(item.pattern)  # the model's regex_engine: Python's re, matched with search()
+        else:
+            return None
+    return pattern, low, high
+
+
+def _plain_field_rules() -> dict[str, _PlainRule]:
+    """API name -> rule of each top-level CreateImage field that takes a plain string or boolean; none at all if
+    the model has a validator :func:`_plainly_valid` does not know (the model then checks every request)."""
+    decorators = CreateImageRequest.__pydantic_decorators__
+    if (
+        decorators.model_validators.keys() != {"_exactly_one_recipe"}
+        or decorators.field_validators
+        or decorators.validators
+        or decorators.root_validators
+    ):
+        return {}
+    return {
+        info.alias or name: rule
+        for name, info in CreateImageRequest.model_fields.items()
+        if (rule := _plain_rule(info)) is not None
+    }
+
+
+_PLAIN_FIELD_RULES = _plain_field_rules()
+_REQUIRED_FIELDS = frozenset(
+    info.alias or name for name, info in CreateImageRequest.model_fields.items() if info.is_required()
+)
+
+
+def _plainly_valid(data: dict[str, Any]) -> bool:
+    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans), each passing its
+    field's rule, and exactly one recipe (the model's one rule across fields); False means "let the model
+    decide", not "invalid"."""
+    if not _REQUIRED_FIELDS.issubset(data) or ("imageRecipeArn" in data) == ("containerRecipeArn" in data):
+        return False
+    for name, value in data.items():
+        rule = _PLAIN_FIELD_RULES.get(name)
+        if rule is None:
+            return False
+        if rule is bool:
+            if type(value) is not bool:
+                return False
+        elif type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
+            return False
+        else:
+            pattern, low, high = rule
+            if not low <= len(value) <= high or (pattern is not None and pattern.search(value) is None):
+                return False
+    return True
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -12,7 +12,14 @@ from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_imagebuilder.models import CreateImageRequest, InvalidCreateImageRequest, validate_request
+from airflow_imagebuilder.models import (
+    _PLAIN_FIELD_RULES,
+    CreateImageRequest,
+    InvalidCreateImageRequest,
+    _plainly_valid,
+    check_request,
+    validate_request,
+)
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
@@ -271,3 +278,67 @@ INPUT_OPERATION = botocore.session.get_session().get_service_model("imagebuilder
 @functools.cache
 def _serializer():
     return botocore.serialize.create_serializer("rest-json")
+
+
+# ------------------------------------------------- check_request: the parse-time check without building a model
+def _outcome(check, data):
+    try:
+        check(data)
+    except InvalidCreateImageRequest as error:
+        return str(error)
+    return None
+
+
+def test_plain_rules_are_read_from_the_model_for_every_plain_field():
+    # Without a rule a field still validates (through the model), only slower: this pins the fast path's reach.
+    assert set(_PLAIN_FIELD_RULES) == {
+        "clientToken",
+        "infrastructureConfigurationArn",
+        "imageRecipeArn",
+        "containerRecipeArn",
+        "distributionConfigurationArn",
+        "executionRole",
+        "enhancedImageMetadataEnabled",
+    }
+    assert _PLAIN_FIELD_RULES["enhancedImageMetadataEnabled"] is bool
+    assert _PLAIN_FIELD_RULES["clientToken"] == (None, 1, 64)
+
+
+@pytest.mark.parametrize(("field", "change", "rule"), RULES, ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(RULES)])
+def test_check_request_raises_what_the_model_raises(field, change, rule):
+    data = {key: value for key, value in {**VALID, **change}.items() if value is not None}
+    assert _outcome(check_request, data) == _outcome(validate_request, data) is not None
+
+
+_near_plain_values = st.one_of(
+    valid_requests.map(lambda data: data.get("imageRecipeArn") or data.get("containerRecipeArn")),
+    _arn("infrastructure-configuration"),
+    _arn("distribution-configuration"),
+    _arn("image-recipe", True),
+    _arn("container-recipe", True),
+    st.text(max_size=70),
+    st.text(alphabet=string.printable, max_size=70),
+    st.sampled_from(["", "\ud800", "token\n", "x" * 64, "x" * 65, "arn:aws:iam::123456789012:role/r", "ADMIN"]),
+)
+
+
+@st.composite
+def _plain_requests(draw):
+    """A request of plain values, each one valid, mutated, or arbitrary text, in any plain field."""
+    data = dict(
+        draw(st.sampled_from([VALID, {**VALID, "imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN}]))
+    )
+    for name in draw(st.lists(st.sampled_from(sorted(_PLAIN_FIELD_RULES)), max_size=3)):
+        value = draw(_near_plain_values)
+        if draw(st.booleans()):  # a small edit of a valid value
+            value = draw(st.sampled_from([value + "\n", value.upper(), value + "é", value[:-1], value + "/1.0.0"]))
+        data[name] = draw(st.booleans()) if name == "enhancedImageMetadataEnabled" and draw(st.booleans()) else value
+    return {key: value for key, value in data.items() if value is not None}
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_plain_requests())
+def test_check_request_agrees_with_the_model_on_plain_requests(data):
+    assert _outcome(check_request, data) == _outcome(validate_request, data)
+    if _plainly_valid(data):
+        validate_request(data)
