@@ -15,7 +15,6 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder import lineage
 from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
 from airflow_imagebuilder.exceptions import (
     ImageBuilderApiError,
@@ -29,11 +28,10 @@ from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLin
 from airflow_imagebuilder.models import (
     REQUEST_FIELDS,
     StartImagePipelineExecutionRequest,
+    check_request,
     validate,
     validate_request,
 )
-from airflow_imagebuilder.outputs import finish_image
-from airflow_imagebuilder.token import derive_client_token
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -70,6 +68,8 @@ _PLACEHOLDERS: dict[str, str] = {
     "imagePipelineArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/x",
 }
 
+_RECIPES = ("imageRecipeArn", "containerRecipeArn")
+
 
 def is_literal(value: Any) -> bool:
     """True when a value has no Jinja template and no XComArg (or other resolvable) inside."""
@@ -80,6 +80,12 @@ def is_literal(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_literal(item) for item in value)
     return not hasattr(value, "resolve")
+
+
+#: Defaults of the arguments every image build operator takes (see :class:`ImageBuildOperator`).
+DEFAULT_WAITER_DELAY = 30
+DEFAULT_WAITER_MAX_ATTEMPTS = 1440  # 12 hours at the default delay
+DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def client_token_namespace() -> str:
@@ -131,7 +137,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     #: The API operation that starts a build (for logs and messages).
     start_operation = ""
 
-    # Instance attributes, stored by __init__ in one update (see there).
+    # Instance attributes, stored by the subclass's __init__ in one update (see _check_build_arguments).
     client_token: str | None
     force_rebuild: bool
     wait_for_completion: bool
@@ -145,49 +151,25 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     safety_poll_interval: float
     _in_flight_arn: str | None
 
-    def __init__(
-        self,
-        *,
-        client_token: str | None = None,
-        force_rebuild: bool = False,
-        wait_for_completion: bool = True,
-        waiter_delay: float = 30,
-        waiter_max_attempts: int = 1440,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        cancel_on_kill: bool = True,
-        api_retry: dict[str, Any] | None = None,
-        max_finding_severity: str | None = None,
-        completion_queue_url: str | None = None,
-        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        # One dict update instead of an assignment per argument: BaseOperator.__setattr__ costs a few
-        # microseconds per attribute (converter lookup, init-kwargs tracking), about 8% of constructing this
-        # operator and enough to put DAG parse time above the Amazon provider's operators at 100 tasks per file.
-        # Nothing it does applies here: no converters for these names, the init kwargs already hold these values,
-        # and XComArg dependencies of template fields are collected after __init__.
-        vars(self).update(
-            client_token=client_token,
-            force_rebuild=force_rebuild,
-            wait_for_completion=wait_for_completion,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            deferrable=deferrable,
-            cancel_on_kill=cancel_on_kill,
-            api_retry=api_retry,
-            max_finding_severity=max_finding_severity,
-            completion_queue_url=completion_queue_url,
-            safety_poll_interval=safety_poll_interval,
-            _in_flight_arn=None,
-        )
-        check_gate_severity(max_finding_severity, self.task_id)
-        if max_finding_severity and not wait_for_completion:
-            raise ValueError(
-                f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the image "
-                "once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
-            )
-        if force_rebuild and client_token is not None:
+    # This class has no __init__ of its own: Airflow wraps every operator __init__ in its default-args layer,
+    # which copies the DAG's params and merges default_args on every call, about 6 microseconds (5% of
+    # constructing the operator) per layer and per task.  Each subclass's __init__ lists the keyword arguments
+    # documented above (so default_args and partial()/expand() see them), stores them all with one
+    # ``vars(self).update(...)`` and calls _check_build_arguments.  One dict update instead of an assignment per
+    # argument: BaseOperator.__setattr__ costs a few microseconds per attribute (converter lookup, init-kwargs
+    # tracking), about 8% of constructing this operator.  Nothing it does applies here: no converters for these
+    # names, the init kwargs already hold these values, and XComArg dependencies of template fields are collected
+    # after __init__.
+    def _check_build_arguments(self) -> None:
+        """Check the arguments every image build operator shares."""
+        if self.max_finding_severity is not None:
+            check_gate_severity(self.max_finding_severity, self.task_id)
+            if not self.wait_for_completion:
+                raise ValueError(
+                    f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the "
+                    "image once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
+                )
+        if self.force_rebuild and self.client_token is not None:
             raise ValueError(
                 f"{self.task_id}: force_rebuild=True needs a derived client token; a fixed client_token always "
                 "names the same build. Drop client_token or force_rebuild."
@@ -213,6 +195,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
 
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
+        from airflow_imagebuilder.outputs import finish_image  # execution-only modules: kept off the parse path
+
         request = self._rendered_request()
         arn, token, image = self._start_or_find_build(context, request, self._build_content(request))
         context["ti"].xcom_push(key="client_token", value=token)
@@ -264,6 +248,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         return arn
 
     def _token(self, context: Context, request: dict[str, Any], generation: int) -> str:
+        from airflow_imagebuilder.token import derive_client_token
+
         if self.client_token is not None:
             return self.client_token
         ti = context["ti"]
@@ -319,6 +305,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        from airflow_imagebuilder.outputs import finish_image
         from airflow_imagebuilder.triggers import resolve_event
 
         outputs = resolve_event(event, self.hook)
@@ -329,10 +316,14 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         """OpenLineage inputs: the recipe and configurations, or the pipeline (:mod:`airflow_imagebuilder.lineage`)."""
+        from airflow_imagebuilder import lineage
+
         return lineage.facets_on_start(self)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage inputs and outputs: the image build version and its AMIs or container images."""
+        from airflow_imagebuilder import lineage
+
         return lineage.facets_on_complete(self, task_instance)
 
     def on_kill(self) -> None:
@@ -377,7 +368,7 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
     }
     start_operation = "CreateImage"
 
-    # Instance attributes, stored by __init__ in one update (see ImageBuildOperator.__init__).
+    # Instance attributes, stored by __init__ in one update (see ImageBuildOperator._check_build_arguments).
     infrastructure_configuration_arn: str
     image_recipe_arn: str | None
     container_recipe_arn: str | None
@@ -404,10 +395,22 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         tags: dict[str, str] | None = None,
         workflows: list[dict[str, Any]] | None = None,
         logging_configuration: dict[str, Any] | None = None,
+        # The arguments of every image build operator (see ImageBuildOperator).
+        client_token: str | None = None,
+        force_rebuild: bool = False,
+        wait_for_completion: bool = True,
+        waiter_delay: float = DEFAULT_WAITER_DELAY,
+        waiter_max_attempts: int = DEFAULT_WAITER_MAX_ATTEMPTS,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        cancel_on_kill: bool = True,
+        api_retry: dict[str, Any] | None = None,
+        max_finding_severity: str | None = None,
+        completion_queue_url: str | None = None,
+        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        vars(self).update(  # as in ImageBuildOperator.__init__
+        vars(self).update(
             infrastructure_configuration_arn=infrastructure_configuration_arn,
             image_recipe_arn=image_recipe_arn,
             container_recipe_arn=container_recipe_arn,
@@ -419,7 +422,20 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
             tags=tags,
             workflows=workflows,
             logging_configuration=logging_configuration,
+            client_token=client_token,
+            force_rebuild=force_rebuild,
+            wait_for_completion=wait_for_completion,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            deferrable=deferrable,
+            cancel_on_kill=cancel_on_kill,
+            api_retry=api_retry,
+            max_finding_severity=max_finding_severity,
+            completion_queue_url=completion_queue_url,
+            safety_poll_interval=safety_poll_interval,
+            _in_flight_arn=None,
         )
+        self._check_build_arguments()
         self._validate_literal_fields()
         if max_finding_severity := self.max_finding_severity:
             configuration = self.image_scanning_configuration
@@ -441,23 +457,24 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
 
     def _validate_literal_fields(self) -> None:
         """Check literal values at DAG parse time; templated ones are checked after rendering."""
-        values = self._request_values()
         data: dict[str, Any] = {}
-        for name, value in values.items():
+        templated_recipe = None
+        attributes = vars(self)
+        for name, attribute in REQUEST_FIELDS.items():
+            value = attributes[attribute]
             if value is None:
                 continue
             if is_literal(value):
                 data[name] = value
             elif name in _PLACEHOLDERS:
                 data[name] = _PLACEHOLDERS[name]
-        if (
-            "imageRecipeArn" in data
-            and "containerRecipeArn" in data
-            and not (is_literal(values["imageRecipeArn"]) and is_literal(values["containerRecipeArn"]))
-        ):
-            data.pop("imageRecipeArn" if not is_literal(values["imageRecipeArn"]) else "containerRecipeArn")
+                if name in _RECIPES and templated_recipe is None:
+                    templated_recipe = name
+        if templated_recipe is not None and "imageRecipeArn" in data and "containerRecipeArn" in data:
+            # Both recipes given, one templated: whether both end up set is known after rendering.
+            del data[templated_recipe]
         data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        validate_request(data, source=f"CreateImage request of task {self.task_id!r}")
+        check_request(data, source=f"CreateImage request of task {self.task_id!r}")
 
     def _rendered_request(self) -> dict[str, Any]:
         data = {name: value for name, value in self._request_values().items() if value is not None}
@@ -498,18 +515,49 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
     template_fields_renderers = {"tags": "json"}
     start_operation = "StartImagePipelineExecution"
 
+    image_pipeline_arn: str
+    tags: dict[str, str] | None
+    start_disabled: bool
+
     def __init__(
         self,
         *,
         image_pipeline_arn: str,
         tags: dict[str, str] | None = None,
         start_disabled: bool = False,
+        # The arguments of every image build operator (see ImageBuildOperator).
+        client_token: str | None = None,
+        force_rebuild: bool = False,
+        wait_for_completion: bool = True,
+        waiter_delay: float = DEFAULT_WAITER_DELAY,
+        waiter_max_attempts: int = DEFAULT_WAITER_MAX_ATTEMPTS,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        cancel_on_kill: bool = True,
+        api_retry: dict[str, Any] | None = None,
+        max_finding_severity: str | None = None,
+        completion_queue_url: str | None = None,
+        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.image_pipeline_arn = image_pipeline_arn
-        self.tags = tags
-        self.start_disabled = start_disabled
+        vars(self).update(
+            image_pipeline_arn=image_pipeline_arn,
+            tags=tags,
+            start_disabled=start_disabled,
+            client_token=client_token,
+            force_rebuild=force_rebuild,
+            wait_for_completion=wait_for_completion,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            deferrable=deferrable,
+            cancel_on_kill=cancel_on_kill,
+            api_retry=api_retry,
+            max_finding_severity=max_finding_severity,
+            completion_queue_url=completion_queue_url,
+            safety_poll_interval=safety_poll_interval,
+            _in_flight_arn=None,
+        )
+        self._check_build_arguments()
         values = {"imagePipelineArn": image_pipeline_arn, "tags": tags, "clientToken": self.client_token}
         literal = {name: value for name, value in values.items() if value is not None and is_literal(value)}
         literal.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])

@@ -422,6 +422,32 @@ def test_a_gate_needs_the_operator_to_wait():
         )
 
 
+@pytest.mark.parametrize(
+    "operator_name", ["ImageBuilderCreateImageOperator", "ImageBuilderStartPipelineExecutionOperator"]
+)
+def test_the_shared_arguments_come_from_default_args_and_are_known_to_partial(operator_name):
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_imagebuilder import operators
+
+    operator_class = getattr(operators, operator_name)
+    request = (
+        {"image_recipe_arn": IMAGE_RECIPE_ARN, "infrastructure_configuration_arn": INFRASTRUCTURE_ARN}
+        if operator_name == "ImageBuilderCreateImageOperator"
+        else {"image_pipeline_arn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p"}
+    )
+    shared = {"waiter_delay": 5, "waiter_max_attempts": 7, "cancel_on_kill": False, "api_retry": {"max_attempts": 2}}
+    with DAG("shared_arguments", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args=shared):
+        operator = operator_class(task_id="t", **request)
+        mapped = operator_class.partial(task_id="m", force_rebuild=True, **shared).expand(tags=[{"k": "v"}])
+    assert {name: getattr(operator, name) for name in shared} == shared
+    assert (operator.force_rebuild, operator.client_token, operator._in_flight_arn) == (False, None, None)
+    assert mapped.partial_kwargs["force_rebuild"] is True
+    with pytest.raises(TypeError, match="waiter_dealy"):
+        operator_class.partial(task_id="n", waiter_dealy=5)
+
+
 def test_a_deferred_sensor_that_times_out_raises_what_poke_mode_raises():
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
