@@ -261,6 +261,8 @@ class EmulatedService:
         access_key_id: str | None,
     ) -> None:
         token = params.get("clientToken") if isinstance(params.get("clientToken"), str) else None
+        if arn is None and isinstance(params.get("imageBuildVersionArn"), str):  # a call refused or failed
+            arn = params["imageBuildVersionArn"]
         if outcome.drop_connection:
             label = "connection-dropped"
         else:
