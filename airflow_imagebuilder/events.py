@@ -40,6 +40,10 @@ RELEASE_SECONDS = 1
 MAX_RELEASE_SECONDS = 60
 #: DeleteMessageBatch takes at most this many entries.
 DELETE_BATCH = 10
+#: A message to delete waits this many seconds for others to share its DeleteMessageBatch (ten go at once): waits
+#: end one by one, and a call per message would cost the triggerer about as much as the polls events save.  Well
+#: inside any visibility timeout; a message that comes back anyway is deleted on sight as a late one.
+DELETE_LINGER_SECONDS = 2.0
 #: Builds remembered as finished per consumer (their late messages are deleted).
 FINISHED_REMEMBERED = 10_000
 
@@ -100,6 +104,9 @@ class QueueConsumer:
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._client_lock = asyncio.Lock()
         self._pending_deletes: list[StateChange] = []
+        #: The flush waiting for company, if any; and every flush task still running (stopped with the consumer).
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
         self._context: Any = None
@@ -137,18 +144,35 @@ class QueueConsumer:
                 await self._stop()
 
     async def delete(self, change: StateChange) -> None:
-        """Delete a message whose wait has what it needed from it: with the next batch, ten at a time.
+        """Delete a message whose wait has what it needed from it: in a batch, ten at a time.
 
-        Pending deletes go out after the consumer's next receive, when ten are pending, or when it stops.
+        Pending deletes go out when ten are pending, :data:`DELETE_LINGER_SECONDS` after the first of them, or
+        when the consumer stops.
         """
         self._pending_deletes.append(change)
         if len(self._pending_deletes) >= DELETE_BATCH:
             await self._flush_deletes(await self._client_ready())
+        elif self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+            self._flushes.add(self._flusher)
+            self._flusher.add_done_callback(self._flushes.discard)
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(DELETE_LINGER_SECONDS)
+        finally:
+            if self._flusher is asyncio.current_task():
+                self._flusher = None  # deletes queued from now on start a new linger
+        await self._flush_deletes(await self._client_ready())
 
     async def _flush_deletes(self, client: Any) -> None:
         while self._pending_deletes:
             batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
-            await self._delete_batch(client, batch)
+            try:
+                await self._delete_batch(client, batch)
+            except asyncio.CancelledError:
+                self._pending_deletes[:0] = batch  # not known to be deleted: the consumer's stop deletes them
+                raise
 
     async def _client_ready(self) -> Any:
         async with self._client_lock:
@@ -176,8 +200,7 @@ class QueueConsumer:
                 continue
             for message in response.get("Messages", []):
                 if change := await self._route(client, message):
-                    self._pending_deletes.append(change)
-            await self._flush_deletes(client)
+                    await self.delete(change)
 
     async def _delete_batch(self, client: Any, changes: list[StateChange]) -> None:
         """Delete messages nobody needs any more, in one call (at most ten: one receive's worth)."""
@@ -241,12 +264,15 @@ class QueueConsumer:
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
+        self._flusher = None
         client, context = self._client, self._context
         self._client = self._context = None  # a subscriber arriving meanwhile builds its own
-        if task is not None and not task.done():
-            task.cancel()
+        running = [one for one in (task, *self._flushes) if one is not None and not one.done()]
+        for one in running:
+            one.cancel()
+        for one in running:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await one
         if self._pending_deletes and client is not None:
             await self._flush_deletes(client)
         if context is not None:

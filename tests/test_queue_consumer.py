@@ -1,0 +1,136 @@
+"""The shared queue consumer's batching, against a fake SQS client: deletes wait for company."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from airflow_imagebuilder import events
+from airflow_imagebuilder.events import QueueConsumer, StateChange
+
+QUEUE_URL = "http://sqs.local/123456789012/waits"
+
+
+def arn(index: int) -> str:
+    return f"arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.0.0/{index}"
+
+
+def message(index: int, status: str = "AVAILABLE") -> dict[str, Any]:
+    body = {
+        "source": events.EVENT_SOURCE,
+        "detail-type": events.DETAIL_TYPE,
+        "resources": [arn(index)],
+        "detail": {"state": {"status": status}, "previous-state": {"status": "INTEGRATING"}},
+    }
+    return {"MessageId": f"m{index}", "ReceiptHandle": f"r{index}", "Body": json.dumps(body)}
+
+
+def change(index: int) -> StateChange:
+    parsed = events.parse_message(message(index))
+    assert parsed is not None
+    return parsed
+
+
+class FakeSqs:
+    """Receives hand out the scripted batches, then block like an empty long poll; calls are recorded."""
+
+    def __init__(self, batches: list[list[dict[str, Any]]] | None = None, hang_first_delete: bool = False) -> None:
+        self.batches = list(batches or [])
+        self.receives: list[float] = []
+        self.deletes: list[list[str]] = []
+        self.hang_first_delete = hang_first_delete
+
+    async def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.receives.append(time.monotonic())
+        if self.batches:
+            return {"Messages": self.batches.pop(0)}
+        await asyncio.sleep(3600)
+        return {}
+
+    async def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        if self.hang_first_delete:
+            self.hang_first_delete = False
+            await asyncio.sleep(3600)
+        self.deletes.append([entry["ReceiptHandle"] for entry in Entries])
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries]}
+
+    async def change_message_visibility(self, **kwargs: Any) -> None:
+        return None
+
+
+class FakeHook:
+    log = logging.getLogger("test")
+
+    def __init__(self, client: FakeSqs) -> None:
+        self.client = client
+
+    async def get_async_conn(self) -> Any:
+        client = self.client
+
+        class Context:
+            async def __aenter__(self) -> FakeSqs:
+                return client
+
+            async def __aexit__(self, *exc_info: object) -> None:
+                return None
+
+        return Context()
+
+
+def consumer_of(client: FakeSqs) -> QueueConsumer:
+    return QueueConsumer(FakeHook(client), QUEUE_URL)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "DELETE_LINGER_SECONDS", 0.05)
+
+
+def test_deletes_of_waits_ending_one_by_one_share_one_batch_call():
+    sqs = FakeSqs()
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(99)):
+            for index in range(3):
+                await consumer.delete(change(index))
+                await asyncio.sleep(0.005)
+            assert sqs.deletes == []  # waiting for company
+            await asyncio.sleep(0.1)
+            assert sqs.deletes == [["r0", "r1", "r2"]]
+
+    asyncio.run(scenario())
+    assert consumer.counts["deleted"] == 3
+
+
+def test_ten_pending_deletes_go_at_once():
+    sqs = FakeSqs()
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(99)):
+            for index in range(10):
+                await consumer.delete(change(index))
+            assert sqs.deletes == [[f"r{index}" for index in range(10)]]
+
+    asyncio.run(scenario())
+
+
+def test_the_consumer_stop_deletes_what_is_pending_and_a_batch_cut_off_midway():
+    sqs = FakeSqs(hang_first_delete=True)
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(99)):
+            await consumer.delete(change(0))
+            await asyncio.sleep(0.1)  # the linger is over: its DeleteMessageBatch hangs
+            await consumer.delete(change(1))
+
+    asyncio.run(scenario())
+    assert sorted(handle for batch in sqs.deletes for handle in batch) == ["r0", "r1"]
+    assert consumer.counts["deleted"] == 2
