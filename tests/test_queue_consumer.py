@@ -1,4 +1,4 @@
-"""The shared queue consumer's batching, against a fake SQS client: deletes wait for company."""
+"""The shared queue consumer's batching, against a fake SQS client: deletes wait for company, receives gather."""
 
 from __future__ import annotations
 
@@ -89,6 +89,7 @@ def consumer_of(client: FakeSqs) -> QueueConsumer:
 @pytest.fixture(autouse=True)
 def short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events, "DELETE_LINGER_SECONDS", 0.05)
+    monkeypatch.setattr(events, "RECEIVE_GATHER_SECONDS", 0.1)
 
 
 def test_deletes_of_waits_ending_one_by_one_share_one_batch_call():
@@ -134,3 +135,37 @@ def test_the_consumer_stop_deletes_what_is_pending_and_a_batch_cut_off_midway():
     asyncio.run(scenario())
     assert sorted(handle for batch in sqs.deletes for handle in batch) == ["r0", "r1"]
     assert consumer.counts["deleted"] == 2
+
+
+def test_a_receive_short_of_a_full_batch_lets_the_next_one_gather_for_a_moment():
+    sqs = FakeSqs(batches=[[message(1)], [message(2), message(3)]])
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> list[StateChange]:
+        received = []
+        async with consumer.subscription(arn(1)) as first, consumer.subscription(arn(2)) as second:
+            received.append(await first.get())
+            received.append(await second.get())
+            while len(sqs.receives) < 3:
+                await asyncio.sleep(0.01)
+        return received
+
+    received = asyncio.run(scenario())
+    assert [one.image_build_version_arn for one in received] == [arn(1), arn(2)]
+    assert sqs.receives[1] - sqs.receives[0] >= 0.1
+    assert sqs.receives[2] - sqs.receives[1] >= 0.1
+    assert consumer.counts["routed"] == 2
+
+
+def test_a_full_receive_is_followed_by_the_next_at_once():
+    sqs = FakeSqs(batches=[[message(index) for index in range(10)]])
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(0)) as inbox:
+            await inbox.get()
+            while len(sqs.receives) < 2:
+                await asyncio.sleep(0.005)
+
+    asyncio.run(scenario())
+    assert sqs.receives[1] - sqs.receives[0] < 0.1
