@@ -91,8 +91,12 @@ class AirflowEngine:
         self.env.update(config or {})
         self.env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Restart a process that exits, as docker-compose.yaml's ``restart: always`` does (see :meth:`wait_until`).
+        self.restart_always = False
+        #: The processes restarted because they exited, in order.
+        self.restarted: list[str] = []
         self.commands: dict[str, list[str]] = {}
-        self.db = sqlalchemy.create_engine(self.sql_alchemy_conn)
+        self.db = sqlalchemy.create_engine(self.sql_alchemy_conn, pool_pre_ping=True)  # survives a database restart
 
     def cli(self, *args: str, check: bool = True) -> str:
         for _ in range(5):  # SQLite allows one writer: a CLI write can lose the race against the scheduler
@@ -235,11 +239,16 @@ class AirflowEngine:
         return f"{rows}\n" + "\n".join(logs[-3:])
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
+        """Poll ``condition`` every second; fail when a process exits (unless :attr:`restart_always`) or on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
+            for name, process in list(self.processes.items()):
+                if process.poll() is None:
+                    continue
+                if not self.restart_always:
                     raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+                self.restarted.append(name)
+                self.restart(name)
             if condition():
                 return
             time.sleep(1)

@@ -307,9 +307,13 @@ def step_database(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[str
         engine.wait_until(
             lambda: chaos.states("chaos-4-database").count("deferred") >= TASKS // 2, "half the tasks to defer", 240
         )
+        # Airflow's processes exit when they lose the database; the deployment restarts them, as docker-compose.yaml
+        # (restart: always) or a Kubernetes Deployment does.
+        engine.restart_always, engine.restarted = True, []
         engine.restart_database(DATABASE_DOWN_SECONDS)
-        chaos.wait_until_finished("chaos-4-database")
-        reports.append(chaos.check("database-restart", "chaos-4-database", started))
+        chaos.wait_until_finished("chaos-4-database", timeout=480)
+        engine.restart_always = False
+        reports.append(chaos.check("database-restart", "chaos-4-database", started, restarted=engine.restarted))
     else:
         print("CHAOS " + json.dumps({"step": "database-restart", "skipped": "SQLite has no server to restart"}))
 
@@ -361,7 +365,8 @@ def step_credentials(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[
     assert chaos.images(run_id) == images_before  # no new builds
 
 
-@pytest.mark.parametrize("kind", engines())
+# One engine per run: the distributed one where CI provides it, SQLite otherwise (each takes minutes).
+@pytest.mark.parametrize("kind", engines()[-1:])
 def test_chaos(tmp_path: Path, kind: str):
     dags = tmp_path / "dags"
     dags.mkdir()
@@ -374,6 +379,12 @@ def test_chaos(tmp_path: Path, kind: str):
         # Deferred tasks hold no executor slot: 8 task processes at a time keep two cores from thrashing (32, the
         # default, had DAG file imports time out while 32 tasks started at once).
         "AIRFLOW__CORE__PARALLELISM": "8",
+        # A Celery message taken by a worker that dies with the database is lost, its task left queued: a restarted
+        # scheduler adopts the task after orphaned_tasks_check_interval (300 s by default) and requeues it after
+        # task_queued_timeout (600 s by default); README: "Reliability, measured".
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
     }
     with emulator_process(phase_seconds=PHASE_SECONDS, log_dir=tmp_path) as emulator:
         connection = aws_connection_uri(emulator.endpoint_url, access_key_id=ACCESS_KEY)
