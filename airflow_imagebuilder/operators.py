@@ -32,6 +32,7 @@ from airflow_imagebuilder.models import (
     validate,
     validate_request,
 )
+from airflow_imagebuilder.retry import RetryPolicy
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -162,6 +163,11 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     # after __init__.
     def _check_build_arguments(self) -> None:
         """Check the arguments every image build operator shares."""
+        if self.api_retry is not None:
+            try:
+                RetryPolicy.from_value(self.api_retry)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{self.task_id}: {error}") from None
         if self.max_finding_severity is not None:
             check_gate_severity(self.max_finding_severity, self.task_id)
             if not self.wait_for_completion:

@@ -226,6 +226,16 @@ class RetryPolicy:
     max_elapsed: float = 600.0
     in_use_attempts: int = 4
 
+    def __post_init__(self) -> None:
+        for name in ("max_attempts", "in_use_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"api_retry: {name} must be an integer of at least 1, got {value!r}")
+        for name in ("base_delay", "max_delay", "max_elapsed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"api_retry: {name} must be a number of seconds >= 0, got {value!r}")
+
     def delay(self, attempt: int, rng: Callable[[float, float], float] = random.uniform) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return ceiling / 2 + rng(0, ceiling / 2)
@@ -242,6 +252,8 @@ class RetryPolicy:
             return cls()
         if isinstance(value, RetryPolicy):
             return value
+        if not isinstance(value, dict):
+            raise ValueError(f"api_retry must be a dict of RetryPolicy fields, got {type(value).__name__} {value!r}")
         known = [field.name for field in dataclasses.fields(cls)]
         unknown = set(value) - set(known)
         if unknown:

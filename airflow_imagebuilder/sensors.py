@@ -17,6 +17,7 @@ from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 from airflow_imagebuilder.outputs import finish_image
+from airflow_imagebuilder.retry import RetryPolicy
 from airflow_imagebuilder.waiting import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -82,6 +83,11 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.completion_queue_url = completion_queue_url
         self.safety_poll_interval = safety_poll_interval
         check_gate_severity(max_finding_severity, self.task_id)
+        if api_retry is not None:
+            try:
+                RetryPolicy.from_value(api_retry)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{self.task_id}: {error}") from None
         self._transitions: TransitionLog | None = None
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from airflow_imagebuilder.models import REQUEST_FIELDS, InvalidCreateImageRequest
 from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
-from tests.conftest import IMAGE_RECIPE_ARN, load_dag, task_states
+from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, load_dag, task_states
 from tests.test_models import RULES, valid_requests
 
 SNAKE = REQUEST_FIELDS  # API name -> operator keyword
@@ -98,3 +99,28 @@ def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
     assert "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn (neither" in output
     assert "image_build_version_arn must be an image build version ARN string, got dict {'recipe': 'golden'}" in output
     assert fast_emulator.journal() == []
+
+
+@pytest.mark.parametrize(
+    ("api_retry", "message"),
+    [
+        ({"max_attempt": 3}, "api_retry: unknown keys ['max_attempt']; known: max_attempts, base_delay"),
+        ({"max_attempts": 0}, "api_retry: max_attempts must be an integer of at least 1, got 0"),
+        ({"max_attempts": "3"}, "api_retry: max_attempts must be an integer of at least 1, got '3'"),
+        ({"base_delay": -1}, "api_retry: base_delay must be a number of seconds >= 0, got -1"),
+        ({"max_elapsed": float("nan")}, "api_retry: max_elapsed must be a number of seconds >= 0, got nan"),
+        (5, "api_retry must be a dict of RetryPolicy fields, got int 5"),
+    ],
+)
+def test_bad_api_retry_is_rejected_when_the_dag_is_parsed(api_retry, message):
+    from airflow_imagebuilder.sensors import ImageBuilderImageSensor
+
+    with pytest.raises(ValueError, match=f"^build: {re.escape(message)}"):
+        ImageBuilderCreateImageOperator(
+            task_id="build",
+            image_recipe_arn=IMAGE_RECIPE_ARN,
+            infrastructure_configuration_arn=INFRASTRUCTURE_ARN,
+            api_retry=api_retry,
+        )
+    with pytest.raises(ValueError, match=f"^wait: {re.escape(message)}"):
+        ImageBuilderImageSensor(task_id="wait", image_build_version_arn="arn:aws:imagebuilder:x", api_retry=api_retry)
