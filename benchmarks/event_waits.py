@@ -1,9 +1,11 @@
 """N concurrent event-driven waits in one event loop against the polling trigger at the same ``waiter_delay``.
 
 Both runs use ``ImageBuilderImageTrigger`` in a fresh process (one asyncio loop, as in one triggerer), each against
-its own N builds whose lengths are staggered from 20 to 90 seconds, so they end at different times.  Polling asks
-GetImage every ``waiter_delay`` seconds; the event-driven run gives the triggers ``completion_queue_url``, a queue
-in moto server that an EventBridge rule (also moto) fills with the state change events the emulator sends.  The
+its own N builds whose lengths are staggered from 60 to 300 seconds, so they end at different times (real Image
+Builder builds last tens of minutes, which would favour events more; ``--shortest``/``--longest`` change it).
+Polling asks GetImage every ``waiter_delay`` seconds; the event-driven run gives the triggers
+``completion_queue_url``, a queue in moto server that an EventBridge rule (also moto) fills with the state change
+events the emulator sends.  The
 two runs go one after the other, each against an emulator of its own, so the polling run's builds send no events.
 
 Measured: GetImage calls per build (emulator journal), CPU seconds of the process running the loop
@@ -18,7 +20,7 @@ sampled every second while the waits run, the CPU seconds moto and the emulator 
 counts (messages received, routed to a wait, released for other triggerers, deleted).  ``make bench`` runs 300
 waits: moto falls behind at 1,000 (see the README's Benchmarks section), and a run that falls behind is stopped.
 
-    python benchmarks/event_waits.py --n 300 --delay 30
+    python benchmarks/event_waits.py --n 300 --delay 30 --shortest 20 --longest 90
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import triggerer
 
 #: Build lengths, seconds: shortest, longest, and how many distinct lengths in between.
-SHORTEST = 20.0
-LONGEST = 90.0
+SHORTEST = 60.0
+LONGEST = 300.0
 LENGTHS = 50
 #: A run still going this long after its last build ended has fallen behind (moto not keeping up): stop it.
 OVERRUN_SECONDS = 180.0
