@@ -1,8 +1,9 @@
 """Operators that start an image build as an idempotent DAG step and (by default) wait for it.
 
 :class:`ImageBuildOperator` holds what every such operator shares: the client token walk, the wait (sync or
-deferred), the outputs, cancel on kill.  A subclass says only which request it renders and which call starts the
-build.
+deferred), the outputs, cancel on kill.  A subclass says which request it renders and which call starts the build;
+its ``__init__`` lists the arguments every image build operator takes, stores them with the request fields in one
+``vars(self).update(...)`` and calls ``_check_build_arguments`` (see :class:`ImageBuildOperator`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -233,8 +234,8 @@ class RetryPolicy:
                 raise ValueError(f"api_retry: {name} must be an integer of at least 1, got {value!r}")
         for name in ("base_delay", "max_delay", "max_elapsed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"api_retry: {name} must be a number of seconds >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"api_retry: {name} must be a finite number of seconds >= 0, got {value!r}")
 
     def delay(self, attempt: int, rng: Callable[[float, float], float] = random.uniform) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
@@ -242,6 +243,7 @@ class RetryPolicy:
 
     def bounded(self, max_elapsed: float) -> RetryPolicy:
         """The same policy, giving up after at most ``max_elapsed`` seconds (for calls with a deadline)."""
+        max_elapsed = max(0.0, max_elapsed)
         return dataclasses.replace(
             self, max_elapsed=min(self.max_elapsed, max_elapsed), max_delay=min(self.max_delay, max_elapsed / 4)
         )
