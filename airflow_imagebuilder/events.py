@@ -282,6 +282,12 @@ class QueueConsumer:
         for one in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await one
+        if self._pending_deletes and client is None:  # the connection was being read again: one for these deletes
+            try:
+                context = await self.hook.get_async_conn()
+                client = await context.__aenter__()
+            except Exception as error:  # they come back after their visibility timeout, and are deleted then
+                self.hook.log.warning("Deleting messages from %s: no connection: %s", self.queue_url, error)
         if self._pending_deletes and client is not None:
             await self._flush_deletes(client)
         if context is not None:

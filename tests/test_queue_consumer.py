@@ -137,6 +137,20 @@ def test_the_consumer_stop_deletes_what_is_pending_and_a_batch_cut_off_midway():
     assert consumer.counts["deleted"] == 2
 
 
+def test_the_consumer_stop_deletes_what_is_pending_while_the_connection_is_read_again():
+    sqs = FakeSqs()
+    consumer = consumer_of(sqs)
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(99)):
+            await asyncio.sleep(0.01)
+            await consumer._reconnect()  # as after a failed receive: no client until the next one
+            await consumer.delete(change(0))
+
+    asyncio.run(scenario())
+    assert sqs.deletes == [["r0"]]
+
+
 def test_a_receive_short_of_a_full_batch_lets_the_next_one_gather_for_a_moment():
     sqs = FakeSqs(batches=[[message(1)], [message(2), message(3)]])
     consumer = consumer_of(sqs)
