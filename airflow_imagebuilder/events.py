@@ -126,8 +126,10 @@ class QueueConsumer:
     async def subscription(self, image_build_version_arn: str) -> AsyncIterator[asyncio.Queue[StateChange]]:
         """Receive the state changes of one build for the ``async with`` block.
 
-        Several waits may follow one build; each gets every message of it.  When the last of them leaves, the
-        messages still in its inbox are deleted, and so are the build's messages that arrive later.
+        Several waits may follow one build; each gets every message of it.  When the last of them leaves the block
+        normally (its wait has the outcome), the messages still in its inbox are deleted, and so are the build's
+        messages that arrive later.  A wait that leaves by an exception (cancelled: its trigger moves to another
+        triggerer, or failed) deletes nothing: another wait may follow the build, and its messages come back.
         """
         arn = image_build_version_arn
         inbox: asyncio.Queue[StateChange] = asyncio.Queue()
@@ -135,17 +137,20 @@ class QueueConsumer:
         self._finished.pop(arn, None)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._consume())
+        ended = False
         try:
             yield inbox
+            ended = True
         finally:
             self._inboxes[arn].remove(inbox)
             if not self._inboxes[arn]:
                 del self._inboxes[arn]
-                self._finished[arn] = None
-                while len(self._finished) > FINISHED_REMEMBERED:
-                    self._finished.popitem(last=False)
-                while not inbox.empty():
-                    await self.delete(inbox.get_nowait())
+                if ended:
+                    self._finished[arn] = None
+                    while len(self._finished) > FINISHED_REMEMBERED:
+                        self._finished.popitem(last=False)
+                    while not inbox.empty():
+                        await self.delete(inbox.get_nowait())
             if not self._inboxes:
                 await self._stop()
 

@@ -151,6 +151,31 @@ def test_the_consumer_stop_deletes_what_is_pending_while_the_connection_is_read_
     assert sqs.deletes == [["r0"]]
 
 
+def test_a_cancelled_wait_leaves_its_build_messages_to_the_wait_that_follows_it_elsewhere():
+    sqs = FakeSqs(batches=[[message(1)], [message(1)]])
+    consumer = consumer_of(sqs)
+
+    async def cancelled_wait() -> None:
+        async with consumer.subscription(arn(1)):
+            await asyncio.sleep(3600)  # the end event waits in the inbox; the trigger is cancelled first
+
+    async def scenario() -> None:
+        async with consumer.subscription(arn(2)):
+            wait = asyncio.create_task(cancelled_wait())
+            while consumer.counts["routed"] < 1:
+                await asyncio.sleep(0.005)
+            wait.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await wait
+            while consumer.counts["received"] < 2:  # the same event again: not this consumer's any more
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    assert sqs.deletes == []
+    assert consumer.counts["released"] == 1
+
+
 def test_a_receive_short_of_a_full_batch_lets_the_next_one_gather_for_a_moment():
     sqs = FakeSqs(batches=[[message(1)], [message(2), message(3)]])
     consumer = consumer_of(sqs)
