@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from airflow_imagebuilder.waiting import IN_PROGRESS_STATES
+from airflow_imagebuilder.states import IN_PROGRESS_STATES
 
 EVENT_SOURCE = "aws.imagebuilder"
 DETAIL_TYPE = "EC2 Image Builder Image State Change"

@@ -13,49 +13,32 @@ import hashlib
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from asgiref.sync import sync_to_async
 from botocore.config import Config
 
-from airflow_imagebuilder.async_clients import SHARED_CLIENTS
-from airflow_imagebuilder.diagnostics import (
-    DIAGNOSTIC_PERMISSIONS,
-    ENDED_WORKFLOW_STATUSES,
-    findings_above,
-    gate_message,
-    log_line,
-    scan_problem,
-    severity_counts,
-    workflow_lines,
-)
-from airflow_imagebuilder.exceptions import (
-    ImageBuilderApiError,
-    ImageBuilderError,
-    ImageScanFailedError,
-    ImageScanFindingsError,
-    ImageScanIncompleteError,
-)
 from airflow_imagebuilder.links import build_log_location
-from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
-from airflow_imagebuilder.retry import AUTH_CODES, TRANSPORT_ERRORS, CallRetry, ErrorAction, RetryPolicy, classify
-from airflow_imagebuilder.waiting import (
-    DEFAULT_NOT_FOUND_GRACE,
-    FAILURE_STATES,
-    IN_PROGRESS_STATES,
-    SUCCESS_STATES,
-    ImageState,
-    Outcome,
-    Poll,
-    Step,
-    TransitionLog,
-    next_step,
-    with_cancel_note,
-)
+from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 
-__all__ = ["ImageBuilderHook", "RetryPolicy"]
+if TYPE_CHECKING:
+    from airflow_imagebuilder import async_clients, diagnostics, exceptions, retry, waiting
+    from airflow_imagebuilder.exceptions import ImageBuilderApiError
+    from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
+    from airflow_imagebuilder.retry import CallRetry, RetryPolicy
+    from airflow_imagebuilder.waiting import ImageState, Poll, Step
+else:  # execution machinery, loaded on first use (see lazy.py)
+    from airflow_imagebuilder.lazy import LazyModule
+
+    async_clients = LazyModule("airflow_imagebuilder.async_clients")
+    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
+    exceptions = LazyModule("airflow_imagebuilder.exceptions")
+    retry = LazyModule("airflow_imagebuilder.retry")
+    waiting = LazyModule("airflow_imagebuilder.waiting")
+
+__all__ = ["ImageBuilderHook"]
 
 #: How the service refuses to cancel a build that already ended.
 CANCEL_REFUSED_CODES = frozenset({"ResourceInUseException", "InvalidRequestException"})
@@ -81,7 +64,7 @@ class ImageBuilderHook(AwsBaseHook):
     def __init__(self, *args: Any, api_retry: RetryPolicy | dict[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs["client_type"] = "imagebuilder"
         super().__init__(*args, **kwargs)
-        self.retry_policy = RetryPolicy.from_value(api_retry)
+        self.retry_policy = retry.RetryPolicy.from_value(api_retry)
 
     def _get_config(self, config: Config | None = None) -> Config:
         """Leave retries to :meth:`_call` unless the user configured botocore's own.
@@ -119,7 +102,7 @@ class ImageBuilderHook(AwsBaseHook):
         return await sync_to_async(self.connection_fingerprint)()
 
     def _retry(self, operation: str, policy: RetryPolicy | None = None) -> CallRetry:
-        return CallRetry(policy or self.retry_policy, operation, self.aws_conn_id, time.monotonic)
+        return retry.CallRetry(policy or self.retry_policy, operation, self.aws_conn_id, time.monotonic)
 
     def _log_retry(self, operation: str, attempt: int, error: BaseException, delay: float, refresh: bool) -> None:
         if refresh:
@@ -130,13 +113,13 @@ class ImageBuilderHook(AwsBaseHook):
     # ------------------------------------------------------------------------------------------ sync
     def _call(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
         """Call ``method`` of the boto3 client, retrying as the error table says."""
-        retry = self._retry(operation, policy)
+        call = self._retry(operation, policy)
         while True:
             try:
                 return getattr(self.conn, method)(**kwargs)
-            except (botocore.exceptions.ClientError, *TRANSPORT_ERRORS) as error:
-                step = retry.failed(error)
-                self._log_retry(operation, retry.attempts, error, step.delay, step.refresh_credentials)
+            except (botocore.exceptions.ClientError, *retry.TRANSPORT_ERRORS) as error:
+                step = call.failed(error)
+                self._log_retry(operation, call.attempts, error, step.delay, step.refresh_credentials)
                 if step.refresh_credentials:
                     self.refresh_credentials()
                 time.sleep(step.delay)
@@ -162,17 +145,17 @@ class ImageBuilderHook(AwsBaseHook):
         """Like :meth:`get_image`, but ``None`` while the service does not know the image yet."""
         try:
             return self.get_image(image_build_version_arn)
-        except ImageBuilderApiError as error:
-            if classify(error.code) is ErrorAction.NOT_FOUND:
+        except exceptions.ImageBuilderApiError as error:
+            if retry.classify(error.code) is retry.ErrorAction.NOT_FOUND:
                 return None
             raise
 
     def poll_image(self, image_build_version_arn: str) -> Poll:
         """One GetImage, as the wait step sees it."""
         try:
-            return Poll(image=self.find_image(image_build_version_arn))
-        except ImageBuilderApiError as error:
-            return Poll(error=error)
+            return waiting.Poll(image=self.find_image(image_build_version_arn))
+        except exceptions.ImageBuilderApiError as error:
+            return waiting.Poll(error=error)
 
     def _pages(self, operation: str, method: str, member: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item of a paginated list operation (each page retried as any call)."""
@@ -217,19 +200,21 @@ class ImageBuilderHook(AwsBaseHook):
             steps: dict[str, list[dict[str, Any]]] = {}
             for workflow in workflows:
                 execution_id = str(workflow.get("workflowExecutionId") or "")
-                if execution_id and workflow.get("status") in ENDED_WORKFLOW_STATUSES:
+                if execution_id and workflow.get("status") in diagnostics.ENDED_WORKFLOW_STATUSES:
                     steps[execution_id] = self.list_workflow_step_executions(execution_id)
-        except (ImageBuilderApiError, botocore.exceptions.BotoCoreError) as error:
-            if getattr(error, "code", None) in AUTH_CODES:
-                lines.append(f"(Allow {DIAGNOSTIC_PERMISSIONS} to the connection to see which workflow step failed.)")
+        except (exceptions.ImageBuilderApiError, botocore.exceptions.BotoCoreError) as error:
+            if getattr(error, "code", None) in retry.AUTH_CODES:
+                lines.append(
+                    f"(Allow {diagnostics.DIAGNOSTIC_PERMISSIONS} to the connection to see which workflow step failed.)"
+                )
             else:
                 lines.append(f"(Workflow details unavailable: {error})")
         else:
-            lines += workflow_lines(workflows, steps)
+            lines += diagnostics.workflow_lines(workflows, steps)
         try:
             image = image if image is not None else self.get_image(arn)
-            lines.append(log_line(*build_log_location(image)))
-        except (ImageBuilderApiError, botocore.exceptions.BotoCoreError, ValueError) as error:
+            lines.append(diagnostics.log_line(*build_log_location(image)))
+        except (exceptions.ImageBuilderApiError, botocore.exceptions.BotoCoreError, ValueError) as error:
             self.log.warning("Could not read image %s for its log location: %s", arn, error)
         return dataclasses.replace(step, message="\n".join([step.message or "", *lines]))
 
@@ -238,7 +223,7 @@ class ImageBuilderHook(AwsBaseHook):
 
         A failed build's message is completed with :meth:`explain_failure` first (in the worker, every mode).
         """
-        if step.outcome is Outcome.FAILED:
+        if step.outcome is waiting.Outcome.FAILED:
             step = self.explain_failure(step, image)
             self.log.error("%s", step.message)
         return step.raise_for_outcome()
@@ -252,16 +237,18 @@ class ImageBuilderHook(AwsBaseHook):
         was abandoned (or no scanning at all) fails the task.  ``image`` is the AVAILABLE image, when at hand.
         """
         image = image if image is not None else self.get_image(image_build_version_arn)
-        if problem := scan_problem(image_build_version_arn, image):
+        if problem := diagnostics.scan_problem(image_build_version_arn, image):
             message, retryable = problem
             message += f"; max_finding_severity={max_finding_severity!r} needs a completed scan"
-            raise ImageScanIncompleteError(message) if retryable else ImageScanFailedError(message)
+            raise (
+                exceptions.ImageScanIncompleteError(message) if retryable else exceptions.ImageScanFailedError(message)
+            )
         findings = self.list_image_scan_findings(image_build_version_arn)
-        counts = severity_counts(findings)
-        above = findings_above(findings, max_finding_severity)
+        counts = diagnostics.severity_counts(findings)
+        above = diagnostics.findings_above(findings, max_finding_severity)
         if above:
-            raise ImageScanFindingsError(
-                gate_message(image_build_version_arn, max_finding_severity, above, counts),
+            raise exceptions.ImageScanFindingsError(
+                diagnostics.gate_message(image_build_version_arn, max_finding_severity, above, counts),
                 image_build_version_arn,
                 counts,
             )
@@ -269,7 +256,7 @@ class ImageBuilderHook(AwsBaseHook):
         return counts
 
     def get_image_state(self, image_build_version_arn: str) -> ImageState:
-        return ImageState.of(self.get_image(image_build_version_arn))
+        return waiting.ImageState.of(self.get_image(image_build_version_arn))
 
     def cancel_image_creation(self, image_build_version_arn: str, *, deadline: float | None = None) -> bool:
         """Cancel a build; return False (and log why) when the service refuses because it already ended.
@@ -281,7 +268,7 @@ class ImageBuilderHook(AwsBaseHook):
             self._call(
                 "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
             )
-        except ImageBuilderApiError as error:
+        except exceptions.ImageBuilderApiError as error:
             return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
@@ -295,12 +282,12 @@ class ImageBuilderHook(AwsBaseHook):
     def cancel_after_timeout(self, step: Step, cancel: bool) -> Step:
         """Best-effort cancel of a timed-out build: the timeout stands whatever the cancel answers."""
         if not cancel:
-            return with_cancel_note(step, None)
+            return waiting.with_cancel_note(step, None)
         try:
-            return with_cancel_note(step, self.cancel_image_creation(step.image_build_version_arn))
-        except ImageBuilderError as error:
+            return waiting.with_cancel_note(step, self.cancel_image_creation(step.image_build_version_arn))
+        except exceptions.ImageBuilderError as error:
             self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
-            return with_cancel_note(step, error)
+            return waiting.with_cancel_note(step, error)
 
     def wait_for_image(
         self,
@@ -319,13 +306,13 @@ class ImageBuilderHook(AwsBaseHook):
         best-effort cancel when ``cancel_on_timeout``).  ``known_image`` is the image as the caller just read
         it; it stands in for the first poll.
         """
-        transitions = TransitionLog(image_build_version_arn, self.log)
+        transitions = waiting.TransitionLog(image_build_version_arn, self.log)
         for attempt in range(1, waiter_max_attempts + 1):
             if attempt == 1 and known_image is not None:
-                poll = Poll(image=known_image)
+                poll = waiting.Poll(image=known_image)
             else:
                 poll = self.poll_image(image_build_version_arn)
-            step = next_step(
+            step = waiting.next_step(
                 image_build_version_arn,
                 poll,
                 elapsed=transitions.elapsed,
@@ -335,9 +322,9 @@ class ImageBuilderHook(AwsBaseHook):
                 not_found_grace=not_found_grace,
             )
             transitions.record(step, poll)
-            if step.outcome is Outcome.SUCCEEDED and poll.image is not None:
+            if step.outcome is waiting.Outcome.SUCCEEDED and poll.image is not None:
                 return dict(poll.image)
-            if step.outcome is Outcome.TIMED_OUT:
+            if step.outcome is waiting.Outcome.TIMED_OUT:
                 step = self.cancel_after_timeout(step, cancel_on_timeout)
             self.conclude(step, dict(poll.image) if poll.image is not None else None)
             time.sleep(waiter_delay)
@@ -346,38 +333,38 @@ class ImageBuilderHook(AwsBaseHook):
     # ------------------------------------------------------------------------------------------ async
     async def _call_async(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
         """Call ``method`` of the shared aiobotocore client, retrying as the error table says."""
-        retry = self._retry(operation, policy)
-        async with SHARED_CLIENTS.lease(self):
+        call = self._retry(operation, policy)
+        async with async_clients.SHARED_CLIENTS.lease(self):
             while True:
-                client = await SHARED_CLIENTS.client(self)
+                client = await async_clients.SHARED_CLIENTS.client(self)
                 try:
                     return await getattr(client, method)(**kwargs)
-                except (botocore.exceptions.ClientError, *TRANSPORT_ERRORS) as error:
-                    step = retry.failed(error)
-                    self._log_retry(operation, retry.attempts, error, step.delay, step.refresh_credentials)
+                except (botocore.exceptions.ClientError, *retry.TRANSPORT_ERRORS) as error:
+                    step = call.failed(error)
+                    self._log_retry(operation, call.attempts, error, step.delay, step.refresh_credentials)
                     if step.refresh_credentials:
                         self.refresh_credentials()
-                        SHARED_CLIENTS.invalidate(self)
+                        async_clients.SHARED_CLIENTS.invalidate(self)
                     await asyncio.sleep(step.delay)
 
     def client_lease(self) -> Any:
         """``async with hook.client_lease():`` keeps the shared client open across calls (a trigger's wait)."""
-        return SHARED_CLIENTS.lease(self)
+        return async_clients.SHARED_CLIENTS.lease(self)
 
     async def find_image_async(self, image_build_version_arn: str) -> dict[str, Any] | None:
         try:
             response = await self._call_async("GetImage", "get_image", imageBuildVersionArn=image_build_version_arn)
-        except ImageBuilderApiError as error:
-            if classify(error.code) is ErrorAction.NOT_FOUND:
+        except exceptions.ImageBuilderApiError as error:
+            if retry.classify(error.code) is retry.ErrorAction.NOT_FOUND:
                 return None
             raise
         return dict(response["image"])
 
     async def poll_image_async(self, image_build_version_arn: str) -> Poll:
         try:
-            return Poll(image=await self.find_image_async(image_build_version_arn))
-        except ImageBuilderApiError as error:
-            return Poll(error=error)
+            return waiting.Poll(image=await self.find_image_async(image_build_version_arn))
+        except exceptions.ImageBuilderApiError as error:
+            return waiting.Poll(error=error)
 
     async def cancel_image_creation_async(self, image_build_version_arn: str, *, deadline: float | None = None) -> bool:
         policy = self.retry_policy.bounded(deadline) if deadline is not None else None
@@ -385,7 +372,7 @@ class ImageBuilderHook(AwsBaseHook):
             await self._call_async(
                 "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
             )
-        except ImageBuilderApiError as error:
+        except exceptions.ImageBuilderApiError as error:
             return self._cancel_refused(image_build_version_arn, error)
         self.log.info("Cancelled image creation of %s", image_build_version_arn)
         return True
@@ -393,12 +380,12 @@ class ImageBuilderHook(AwsBaseHook):
     async def cancel_after_timeout_async(self, step: Step, cancel: bool) -> Step:
         """The async twin of :meth:`cancel_after_timeout`."""
         if not cancel:
-            return with_cancel_note(step, None)
+            return waiting.with_cancel_note(step, None)
         try:
-            return with_cancel_note(step, await self.cancel_image_creation_async(step.image_build_version_arn))
-        except ImageBuilderError as error:
+            return waiting.with_cancel_note(step, await self.cancel_image_creation_async(step.image_build_version_arn))
+        except exceptions.ImageBuilderError as error:
             self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
-            return with_cancel_note(step, error)
+            return waiting.with_cancel_note(step, error)
 
 
 def _cancel_request(image_build_version_arn: str) -> dict[str, Any]:

@@ -11,48 +11,40 @@ service (each case is listed in the README under "Validation"):
 * recipe ARNs may use ``x`` wildcards in the version (``.../golden/1.x.x``);
 * tag keys may contain digits, spaces, ``@`` and ``=`` (reference pattern ``[a-zA-Z+-=._:/]``);
 * ``loggingConfiguration`` (not in the reference) is accepted with the service's ``logGroupName`` rule.
+
+The patterns and the field names live in :mod:`~airflow_imagebuilder.fields`, which DAG parsing reads without
+loading pydantic.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from types import NoneType, UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar
 
-import annotated_types
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic.fields import FieldInfo
 
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
-
-_ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
-_VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
-
-IMAGE_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"image-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
-CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
-DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+$"
-INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+$"
-IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+$"
-EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+$"
-TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$"
-WORKFLOW_ARN_PATTERN = (
-    r"^arn:aws(?:-[a-z]+)*:imagebuilder:[a-z]{2,}(?:-[a-z]+)+-[0-9]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):"
-    r"workflow/(build|test|distribution)/[a-z0-9-_]+/"
-    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+from airflow_imagebuilder.fields import (
+    CONTAINER_RECIPE_ARN_PATTERN,
+    DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
+    EXECUTION_ROLE_PATTERN,
+    IMAGE_PIPELINE_ARN_PATTERN,
+    IMAGE_RECIPE_ARN_PATTERN,
+    INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
+    LOG_GROUP_NAME_PATTERN,
+    MAX_CLIENT_TOKEN,
+    MAX_TAGS,
+    NO_NUL_PATTERN,
+    PARALLEL_GROUP_PATTERN,
+    TAG_KEY_PATTERN,
+    WORKFLOW_ARN_PATTERN,
 )
-PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}$"
-LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}$"
-NO_NUL_PATTERN = r"^[^\x00]*$"
-
-MAX_TAGS = 50
 
 
 class _ApiModel(BaseModel):
     """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes, and the
     validators built on first use: most of this module's import time otherwise, while DAG parsing seldom needs
-    them (see :func:`check_request`)."""
+    them (see :func:`~airflow_imagebuilder.fields.check_request`)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -120,7 +112,7 @@ class _Request(_ApiModel):
 class CreateImageRequest(_Request):
     """The CreateImage request.  See ``reference/CreateImage-API.txt`` and the module docstring."""
 
-    client_token: Annotated[str, Field(min_length=1, max_length=64)]
+    client_token: Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_TOKEN)]
     infrastructure_configuration_arn: Annotated[str, Field(pattern=INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN)]
     image_recipe_arn: Annotated[str, Field(pattern=IMAGE_RECIPE_ARN_PATTERN)] | None = None
     container_recipe_arn: Annotated[str, Field(pattern=CONTAINER_RECIPE_ARN_PATTERN)] | None = None
@@ -148,15 +140,9 @@ class CreateImageRequest(_Request):
 class StartImagePipelineExecutionRequest(_Request):
     """The StartImagePipelineExecution request, with the service model's rules (tags as for CreateImage)."""
 
-    client_token: Annotated[str, Field(min_length=1, max_length=64)]
+    client_token: Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_TOKEN)]
     image_pipeline_arn: Annotated[str, Field(pattern=IMAGE_PIPELINE_ARN_PATTERN)]
     tags: Tags | None = None
-
-
-#: Every top-level request field, API (camelCase) name -> operator keyword (snake_case).
-REQUEST_FIELDS: dict[str, str] = {
-    info.alias or name: name for name, info in CreateImageRequest.model_fields.items() if info.alias
-}
 
 
 def validation_messages(error: ValidationError) -> list[str]:
@@ -179,98 +165,6 @@ def validation_messages(error: ValidationError) -> list[str]:
 def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
     """Validate a full CreateImage request, raising :class:`InvalidCreateImageRequest` with every violation."""
     return validate(CreateImageRequest, data, source)
-
-
-def check_request(data: dict[str, Any], source: str = "CreateImage request") -> None:
-    """Raise what :func:`validate_request` raises for ``data``, without returning a request.
-
-    DAG parsing checks every task's literal request fields, so this is on the parse path of every DAG file.  The
-    shape most DAG files write (plain strings and booleans, exactly one recipe) is checked against the model's
-    own field rules (:data:`_PLAIN_FIELD_RULES`) without building a model, a few times cheaper; any other shape,
-    and any value those rules reject, is validated by the model, so every error is the model's.
-    """
-    if not _plainly_valid(data):
-        validate(CreateImageRequest, data, source)
-
-
-#: A field's rule for a plain value: ``bool``, or (pattern or None, min length, max length) for a string.
-_PlainRule = type[bool] | tuple["re.Pattern[str] | None", int, int]
-
-
-def _plain_rule(info: FieldInfo) -> _PlainRule | None:
-    """The rule of a field that takes a plain string or boolean, read from its definition; None for any other
-    field, or a string constraint not known here (the model then validates every request that sets it)."""
-    annotation, metadata = info.annotation, list(info.metadata)
-    if get_origin(annotation) in (Union, UnionType):
-        members = [member for member in get_args(annotation) if member is not NoneType]
-        if len(members) != 1:
-            return None
-        annotation = members[0]
-    if get_origin(annotation) is Annotated:
-        annotation, *extras = get_args(annotation)
-        for extra in extras:
-            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
-    if annotation is bool and not metadata:
-        return bool
-    if annotation is not str:
-        return None
-    pattern, low, high = None, 0, sys.maxsize
-    for item in metadata:
-        if isinstance(item, annotated_types.MinLen):
-            low = item.min_length
-        elif isinstance(item, annotated_types.MaxLen):
-            high = item.max_length
-        elif getattr(item, "__dict__", {}).keys() == {"pattern"} and isinstance(item.pattern, str):
-            pattern = re.compile(item.pattern)  # the model's regex_engine: Python's re, matched with search()
-        else:
-            return None
-    return pattern, low, high
-
-
-def _plain_field_rules() -> dict[str, _PlainRule]:
-    """API name -> rule of each top-level CreateImage field that takes a plain string or boolean; none at all if
-    the model has a validator :func:`_plainly_valid` does not know (the model then checks every request)."""
-    decorators = CreateImageRequest.__pydantic_decorators__
-    if (
-        decorators.model_validators.keys() != {"_exactly_one_recipe"}
-        or decorators.field_validators
-        or decorators.validators
-        or decorators.root_validators
-    ):
-        return {}
-    return {
-        info.alias or name: rule
-        for name, info in CreateImageRequest.model_fields.items()
-        if (rule := _plain_rule(info)) is not None
-    }
-
-
-_PLAIN_FIELD_RULES = _plain_field_rules()
-_REQUIRED_FIELDS = frozenset(
-    info.alias or name for name, info in CreateImageRequest.model_fields.items() if info.is_required()
-)
-
-
-def _plainly_valid(data: dict[str, Any]) -> bool:
-    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans), each passing its
-    field's rule, and exactly one recipe (the model's one rule across fields); False means "let the model
-    decide", not "invalid"."""
-    if not _REQUIRED_FIELDS.issubset(data) or ("imageRecipeArn" in data) == ("containerRecipeArn" in data):
-        return False
-    for name, value in data.items():
-        rule = _PLAIN_FIELD_RULES.get(name)
-        if rule is None:
-            return False
-        if rule is bool:
-            if type(value) is not bool:
-                return False
-        elif type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
-            return False
-        else:
-            pattern, low, high = rule
-            if not low <= len(value) <= high or (pattern is not None and pattern.search(value) is None):
-                return False
-    return True
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

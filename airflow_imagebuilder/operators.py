@@ -16,37 +16,35 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
-from airflow_imagebuilder.exceptions import (
-    ImageBuilderApiError,
-    ImageBuilderError,
-    ImageBuildFailedError,
-    ImagePipelineDisabledError,
-    ImageScanningNotEnabledError,
-)
+from airflow_imagebuilder.fields import REQUEST_FIELDS, check_request
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.models import (
-    REQUEST_FIELDS,
-    StartImagePipelineExecutionRequest,
-    check_request,
-    validate,
-    validate_request,
-)
-from airflow_imagebuilder.retry import RetryPolicy
-from airflow_imagebuilder.waiting import (
+from airflow_imagebuilder.states import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
     FAILURE_STATES,
     SUCCESS_STATES,
-    ImageState,
-    failure_message,
-    image_outputs,
 )
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, retry, triggers, waiting
+    from airflow_imagebuilder import token as client_tokens
+    from airflow_imagebuilder.models import StartImagePipelineExecutionRequest
+else:  # execution machinery, loaded on first use (see lazy.py)
+    from airflow_imagebuilder.lazy import LazyModule
+
+    client_tokens = LazyModule("airflow_imagebuilder.token")
+    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
+    exceptions = LazyModule("airflow_imagebuilder.exceptions")
+    lineage = LazyModule("airflow_imagebuilder.lineage")
+    models = LazyModule("airflow_imagebuilder.models")
+    outputs = LazyModule("airflow_imagebuilder.outputs")
+    retry = LazyModule("airflow_imagebuilder.retry")
+    triggers = LazyModule("airflow_imagebuilder.triggers")
+    waiting = LazyModule("airflow_imagebuilder.waiting")
 
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.
@@ -166,11 +164,11 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         """Check the arguments every image build operator shares."""
         if self.api_retry is not None:
             try:
-                RetryPolicy.from_value(self.api_retry)
+                retry.RetryPolicy.from_value(self.api_retry)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{self.task_id}: {error}") from None
         if self.max_finding_severity is not None:
-            check_gate_severity(self.max_finding_severity, self.task_id)
+            diagnostics.check_gate_severity(self.max_finding_severity, self.task_id)
             if not self.wait_for_completion:
                 raise ValueError(
                     f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the "
@@ -202,8 +200,6 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
 
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
-        from airflow_imagebuilder.outputs import finish_image  # execution-only modules: kept off the parse path
-
         request = self._rendered_request()
         arn, token, image = self._start_or_find_build(context, request, self._build_content(request))
         context["ti"].xcom_push(key="client_token", value=token)
@@ -211,17 +207,17 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         ImageBuilderLogsLink.record(
             context, self, arn, image or {"loggingConfiguration": request.get("loggingConfiguration")}
         )
-        if image is not None and ImageState.of(image).status in SUCCESS_STATES:  # reused
-            ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
-            finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity, image)
+        if image is not None and waiting.ImageState.of(image).status in SUCCESS_STATES:  # reused
+            ImageBuilderAmiLink.record(context, self, arn, waiting.image_outputs(image)["amis"])
+            outputs.finish_image(
+                context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image
+            )
             return arn
         if not self.wait_for_completion:
             return arn
         if self.deferrable:
-            from airflow_imagebuilder.triggers import ImageBuilderImageTrigger  # only when deferring: light parse
-
             self.defer(
-                trigger=ImageBuilderImageTrigger(
+                trigger=triggers.ImageBuilderImageTrigger(
                     image_build_version_arn=arn,
                     waiter_delay=self.waiter_delay,
                     waiter_max_attempts=self.waiter_max_attempts,
@@ -250,20 +246,20 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             cancel_on_timeout=self.cancel_on_kill,
         )
         self._in_flight_arn = None
-        ImageBuilderAmiLink.record(context, self, arn, image_outputs(image)["amis"])
-        finish_image(context, self.hook, arn, image_outputs(image), self.max_finding_severity, image)
+        ImageBuilderAmiLink.record(context, self, arn, waiting.image_outputs(image)["amis"])
+        outputs.finish_image(context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image)
         return arn
 
     def _token(self, context: Context, request: dict[str, Any], generation: int) -> str:
-        from airflow_imagebuilder.token import derive_client_token
-
         if self.client_token is not None:
             return self.client_token
         ti = context["ti"]
         identity = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
         # A clear sets max_tries to try_number + retries, so this is the first try number of the current series.
         series = ti.max_tries - (self.retries or 0) + 1 if self.force_rebuild else None
-        return derive_client_token(identity, request, generation, namespace=client_token_namespace(), series=series)
+        return client_tokens.derive_client_token(
+            identity, request, generation, namespace=client_token_namespace(), series=series
+        )
 
     def _start_or_find_build(
         self, context: Context, request: dict[str, Any], content: dict[str, Any] | None = None
@@ -277,22 +273,24 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             self.log.info("%s with client token %s (generation %d)", self.start_operation, token, generation)
             try:
                 arn = self._start_build(request, token)
-            except ImageBuilderApiError as error:
+            except exceptions.ImageBuilderApiError as error:
                 if error.code != "IdempotentParameterMismatchException":
                     raise
                 raise type(error)(**(error.fields() | {"hint": f"Client token {token!r}: {error.hint}"})) from error
             image = self.hook.find_image(arn)
-            state = ImageState.of(image) if image is not None else ImageState("PENDING")
+            state = waiting.ImageState.of(image) if image is not None else waiting.ImageState("PENDING")
             if state.status in FAILURE_STATES:
                 if self.client_token is not None:
-                    raise ImageBuildFailedError(
-                        failure_message(arn, state) + f". The fixed client_token {token!r} always names this "
+                    raise exceptions.ImageBuildFailedError(
+                        waiting.failure_message(arn, state) + f". The fixed client_token {token!r} always names this "
                         "build; omit client_token (or change it) to build again.",
                         arn,
                         state.status,
                         state.reason,
                     )
-                self.log.info("%s; starting a new build with the next client token", failure_message(arn, state))
+                self.log.info(
+                    "%s; starting a new build with the next client token", waiting.failure_message(arn, state)
+                )
                 continue
             if state.status in SUCCESS_STATES:
                 self.log.info(
@@ -306,31 +304,24 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             else:
                 self.log.info("Following image %s (status %s)", arn, state.status)
             return arn, token, image
-        raise ImageBuilderError(
+        raise exceptions.ImageBuilderError(
             f"{MAX_GENERATIONS} builds of this request (client tokens of generations 0-{MAX_GENERATIONS - 1}) "
             "ended without an image to use; giving up"
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        from airflow_imagebuilder.outputs import finish_image
-        from airflow_imagebuilder.triggers import resolve_event
-
-        outputs = resolve_event(event, self.hook)
+        image_outputs = triggers.resolve_event(event, self.hook)
         arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
-        ImageBuilderAmiLink.record(context, self, arn, outputs.get("amis", []))
-        finish_image(context, self.hook, arn, outputs, self.max_finding_severity)
+        ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))
+        outputs.finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity)
         return arn
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         """OpenLineage inputs: the recipe and configurations, or the pipeline (:mod:`airflow_imagebuilder.lineage`)."""
-        from airflow_imagebuilder import lineage
-
         return lineage.facets_on_start(self)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage inputs and outputs: the image build version and its AMIs or container images."""
-        from airflow_imagebuilder import lineage
-
         return lineage.facets_on_complete(self, task_instance)
 
     def on_kill(self) -> None:
@@ -339,7 +330,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             return
         try:
             self.hook.cancel_image_creation(self._in_flight_arn, deadline=ON_KILL_CANCEL_SECONDS)
-        except ImageBuilderError as error:
+        except exceptions.ImageBuilderError as error:
             self.log.warning("Could not cancel image %s on kill: %s", self._in_flight_arn, error)
 
 
@@ -446,15 +437,19 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         self._validate_literal_fields()
         if max_finding_severity := self.max_finding_severity:
             configuration = self.image_scanning_configuration
-            if is_literal(configuration) and not scanning_enabled(configuration):
-                raise ImageScanningNotEnabledError(
-                    scanning_required_message(self.task_id, max_finding_severity, "image_scanning_configuration")
+            if is_literal(configuration) and not diagnostics.scanning_enabled(configuration):
+                raise exceptions.ImageScanningNotEnabledError(
+                    diagnostics.scanning_required_message(
+                        self.task_id, max_finding_severity, "image_scanning_configuration"
+                    )
                 )
 
     def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.max_finding_severity and not scanning_enabled(request.get("imageScanningConfiguration")):
-            raise ImageScanningNotEnabledError(
-                scanning_required_message(self.task_id, self.max_finding_severity, "image_scanning_configuration")
+        if self.max_finding_severity and not diagnostics.scanning_enabled(request.get("imageScanningConfiguration")):
+            raise exceptions.ImageScanningNotEnabledError(
+                diagnostics.scanning_required_message(
+                    self.task_id, self.max_finding_severity, "image_scanning_configuration"
+                )
             )
         return request
 
@@ -486,13 +481,13 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
     def _rendered_request(self) -> dict[str, Any]:
         data = {name: value for name, value in self._request_values().items() if value is not None}
         data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        request = validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
+        request = models.validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
         if self.client_token is None:
             del request["clientToken"]
         return request
 
     def _start_build(self, request: dict[str, Any], token: str) -> str:
-        response = self.hook.create_image(validate_request({**request, "clientToken": token}))
+        response = self.hook.create_image(models.validate_request({**request, "clientToken": token}))
         return str(response["imageBuildVersionArn"])
 
 
@@ -573,7 +568,7 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
 
     def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
         source = f"StartImagePipelineExecution request of task {self.task_id!r}"
-        return validate(StartImagePipelineExecutionRequest, data, source)
+        return models.validate(models.StartImagePipelineExecutionRequest, data, source)
 
     def _rendered_request(self) -> dict[str, Any]:
         data = {"imagePipelineArn": self.image_pipeline_arn, "tags": self.tags, "clientToken": self.client_token}
@@ -589,14 +584,14 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
         pipeline = self.hook.get_image_pipeline(request["imagePipelineArn"])
         status = pipeline.get("status", "ENABLED")
         if status == "DISABLED" and not self.start_disabled:
-            raise ImagePipelineDisabledError(
+            raise exceptions.ImagePipelineDisabledError(
                 f"Image pipeline {request['imagePipelineArn']} is DISABLED, so no execution was started. Enable it "
                 "(UpdateImagePipeline with status ENABLED), or pass start_disabled=True to start it anyway (the "
                 "service runs a manual start of a disabled pipeline)."
             )
-        if self.max_finding_severity and not scanning_enabled(pipeline.get("imageScanningConfiguration")):
-            raise ImageScanningNotEnabledError(
-                scanning_required_message(
+        if self.max_finding_severity and not diagnostics.scanning_enabled(pipeline.get("imageScanningConfiguration")):
+            raise exceptions.ImageScanningNotEnabledError(
+                diagnostics.scanning_required_message(
                     self.task_id, self.max_finding_severity, f"image pipeline {request['imagePipelineArn']}"
                 )
             )
@@ -606,12 +601,12 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
     def _start_build(self, request: dict[str, Any], token: str) -> str:
         try:
             response = self.hook.start_image_pipeline_execution(self._validated({**request, "clientToken": token}))
-        except ImageBuilderApiError as error:
+        except exceptions.ImageBuilderApiError as error:
             if error.code != "ResourceInUseException":
                 raise
             fields = error.fields() | {
                 "hint": f"Image pipeline {request['imagePipelineArn']} is in use (an execution may be starting or "
                 "the pipeline is being updated); the task may succeed on a retry."
             }
-            raise ImageBuilderApiError(**fields) from error
+            raise exceptions.ImageBuilderApiError(**fields) from error
         return str(response["imageBuildVersionArn"])

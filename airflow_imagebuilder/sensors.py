@@ -12,22 +12,24 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf, timezone
 
-from airflow_imagebuilder.diagnostics import check_gate_severity, scanning_enabled, scanning_required_message
-from airflow_imagebuilder.exceptions import ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.outputs import finish_image
-from airflow_imagebuilder.retry import RetryPolicy
-from airflow_imagebuilder.waiting import (
-    DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_SAFETY_POLL_INTERVAL,
-    Outcome,
-    TransitionLog,
-    next_step,
-)
+from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_imagebuilder import diagnostics, exceptions, outputs, retry, triggers, waiting
+    from airflow_imagebuilder.waiting import TransitionLog
+else:  # execution machinery, loaded on first use (see lazy.py)
+    from airflow_imagebuilder.lazy import LazyModule
+
+    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
+    exceptions = LazyModule("airflow_imagebuilder.exceptions")
+    outputs = LazyModule("airflow_imagebuilder.outputs")
+    retry = LazyModule("airflow_imagebuilder.retry")
+    triggers = LazyModule("airflow_imagebuilder.triggers")
+    waiting = LazyModule("airflow_imagebuilder.waiting")
 
 
 class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
@@ -49,7 +51,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
     :param safety_poll_interval: seconds between the safety GetImage calls of an event-driven wait (600).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
-    :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for throttled/5xx API calls.
+    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for throttled/5xx API calls.
     :param aws_conn_id: the Airflow connection used for AWS credentials.
     :param region_name: AWS region; defaults to the connection's.
     :param verify: whether or not to verify SSL certificates.
@@ -82,10 +84,11 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.max_finding_severity = max_finding_severity
         self.completion_queue_url = completion_queue_url
         self.safety_poll_interval = safety_poll_interval
-        check_gate_severity(max_finding_severity, self.task_id)
+        if max_finding_severity is not None:
+            diagnostics.check_gate_severity(max_finding_severity, self.task_id)
         if api_retry is not None:
             try:
-                RetryPolicy.from_value(api_retry)
+                retry.RetryPolicy.from_value(api_retry)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{self.task_id}: {error}") from None
         self._transitions: TransitionLog | None = None
@@ -108,10 +111,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
             return super().execute(context)
         if self.poke(context):
             return self.image_build_version_arn
-        from airflow_imagebuilder.triggers import ImageBuilderImageTrigger  # only when deferring: light parse
-
         self.defer(
-            trigger=ImageBuilderImageTrigger(
+            trigger=triggers.ImageBuilderImageTrigger(
                 image_build_version_arn=self.image_build_version_arn,
                 waiter_delay=self.poke_interval,
                 # The trigger polls at once (this poke just did), so one more poll spans the whole timeout.
@@ -142,32 +143,32 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         arn = self._checked_arn()
         first_poke = self._transitions is None
         if self._transitions is None:
-            self._transitions = TransitionLog(arn, self.log, time.monotonic)
+            self._transitions = waiting.TransitionLog(arn, self.log, time.monotonic)
         poll = self.hook.poll_image(arn)
         if first_poke:
             ImageBuilderImageLink.record(context, self, arn)
             ImageBuilderLogsLink.record(context, self, arn, poll.image)
-        step = next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
+        step = waiting.next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
         image = dict(poll.image) if poll.image is not None else None
-        outputs = self.hook.conclude(self._transitions.record(step, poll), image)
-        if outputs is None:
+        image_outputs = self.hook.conclude(self._transitions.record(step, poll), image)
+        if image_outputs is None:
             gate = self.max_finding_severity
-            if gate and image is not None and not scanning_enabled(image.get("imageScanningConfiguration")):
+            if gate and image is not None and not diagnostics.scanning_enabled(image.get("imageScanningConfiguration")):
                 # The gate can never pass: say so now rather than when the build ends.
-                raise ImageScanningNotEnabledError(
-                    scanning_required_message(self.task_id, gate, f"the build of image {arn}")
+                raise exceptions.ImageScanningNotEnabledError(
+                    diagnostics.scanning_required_message(self.task_id, gate, f"the build of image {arn}")
                 )
             return False
-        ImageBuilderAmiLink.record(context, self, arn, outputs.get("amis", []))
-        finish_image(context, self.hook, arn, outputs, self.max_finding_severity, image)
+        ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))
+        outputs.finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity, image)
         return PokeReturnValue(is_done=True, xcom_value=arn)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        from airflow_imagebuilder.triggers import resolve_event
-
-        if event and event.get("status") == Outcome.TIMED_OUT.value:  # "timeout" means what it means in poke mode
+        if (
+            event and event.get("status") == waiting.Outcome.TIMED_OUT.value
+        ):  # "timeout" means what it means in poke mode
             raise AirflowSensorTimeout(f"{self.task_id}: {event.get('message')}")
-        outputs = resolve_event(event, self.hook)
-        ImageBuilderAmiLink.record(context, self, self.image_build_version_arn, outputs.get("amis", []))
-        finish_image(context, self.hook, self.image_build_version_arn, outputs, self.max_finding_severity)
+        image_outputs = triggers.resolve_event(event, self.hook)
+        ImageBuilderAmiLink.record(context, self, self.image_build_version_arn, image_outputs.get("amis", []))
+        outputs.finish_image(context, self.hook, self.image_build_version_arn, image_outputs, self.max_finding_severity)
         return self.image_build_version_arn

@@ -13,9 +13,8 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_imagebuilder.exceptions import ImageBuilderError
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
+from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 from airflow_imagebuilder.waiting import (
-    DEFAULT_NOT_FOUND_GRACE,
-    DEFAULT_SAFETY_POLL_INTERVAL,
     Outcome,
     Poll,
     Step,
@@ -71,7 +70,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
     :param botocore_config: configuration dictionary for the botocore client.
     :param cancel_on_kill: send CancelImageCreation when the deferred task is killed by a user (Airflow 3.3+)
         and when the wait times out.
-    :param api_retry: fields of :class:`~airflow_imagebuilder.hooks.RetryPolicy` for retried API errors.
+    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for retried API errors.
     :param not_found_grace: seconds during which "not found" is taken for eventual consistency.
     :param completion_queue_url: an SQS queue receiving Image Builder's state change events (through an
         EventBridge rule). The wait then learns the outcome from the queue: one GetImage at the start, one to

@@ -1,4 +1,4 @@
-"""The wait for an image, decided in one place: image states, the wait step, its messages and its outcomes.
+"""The wait for an image, decided in one place: the wait step, its messages and its outcomes.
 
 :func:`next_step` is a pure function: fed what one poll saw (:class:`Poll`) and how long the wait has run, it
 returns the :class:`Step` that follows.  The operator's sync wait, the sensor's ``poke`` and the trigger only do
@@ -24,18 +24,7 @@ from airflow_imagebuilder.exceptions import (
     ImageNotFoundError,
     shorten,
 )
-
-#: Statuses of a build that is still running.
-IN_PROGRESS_STATES = frozenset({"PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING"})
-#: The one status that means the image is ready.
-SUCCESS_STATES = frozenset({"AVAILABLE"})
-#: Statuses from which the image will never become AVAILABLE.
-FAILURE_STATES = frozenset({"FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DISABLED"})
-
-#: Seconds during which "not found" is taken for the service's eventual consistency after CreateImage.
-DEFAULT_NOT_FOUND_GRACE = 120.0
-#: Seconds between two safety GetImage calls of an event-driven wait (in case an event is lost).
-DEFAULT_SAFETY_POLL_INTERVAL = 600.0
+from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import functools
 import string
+import sys
+from types import NoneType, UnionType
+from typing import Annotated, Union, get_args, get_origin
 
+import annotated_types
 import botocore.serialize
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic.fields import FieldInfo
 
-from airflow_imagebuilder.models import (
-    _PLAIN_FIELD_RULES,
-    CreateImageRequest,
-    InvalidCreateImageRequest,
-    _plainly_valid,
-    check_request,
-    validate_request,
-)
+from airflow_imagebuilder.fields import PLAIN_FIELD_RULES, REQUEST_FIELDS, REQUIRED_FIELDS, check_request, plainly_valid
+from airflow_imagebuilder.models import CreateImageRequest, InvalidCreateImageRequest, validate_request
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
@@ -289,9 +288,52 @@ def _outcome(check, data):
     return None
 
 
-def test_plain_rules_are_read_from_the_model_for_every_plain_field():
+def _plain_rule(info: FieldInfo):
+    """The rule of a field that takes a plain string or boolean, read from the model's definition, in the form of
+    fields.PLAIN_FIELD_RULES; None for any other field."""
+    annotation, metadata = info.annotation, list(info.metadata)
+    if get_origin(annotation) in (Union, UnionType):
+        members = [member for member in get_args(annotation) if member is not NoneType]
+        if len(members) != 1:
+            return None
+        annotation = members[0]
+    if get_origin(annotation) is Annotated:
+        annotation, *extras = get_args(annotation)
+        for extra in extras:
+            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    if annotation is bool and not metadata:
+        return bool
+    if annotation is not str:
+        return None
+    pattern, low, high = None, 0, sys.maxsize
+    for item in metadata:
+        if isinstance(item, annotated_types.MinLen):
+            low = item.min_length
+        elif isinstance(item, annotated_types.MaxLen):
+            high = item.max_length
+        elif getattr(item, "__dict__", {}).keys() == {"pattern"} and isinstance(item.pattern, str):
+            pattern = item.pattern
+        else:
+            raise AssertionError(f"a constraint the fast path does not know: {item!r}")
+    return pattern, low, high
+
+
+def test_the_parse_time_tables_are_the_models_own():
+    # fields.py holds the model's rules as plain tables, so DAG parsing needs no pydantic: they must not drift.
+    model_fields = CreateImageRequest.model_fields
+    assert {info.alias: name for name, info in model_fields.items()} == REQUEST_FIELDS
+    assert {info.alias for info in model_fields.values() if info.is_required()} == REQUIRED_FIELDS
+    derived = {info.alias: rule for info in model_fields.values() if (rule := _plain_rule(info)) is not None}
+    assert derived == PLAIN_FIELD_RULES
+    # The fast path knows one rule across fields (exactly one recipe); any other validator would be skipped by it.
+    decorators = CreateImageRequest.__pydantic_decorators__
+    assert decorators.model_validators.keys() == {"_exactly_one_recipe"}
+    assert not (decorators.field_validators or decorators.validators or decorators.root_validators)
+
+
+def test_plain_rules_cover_every_plain_field():
     # Without a rule a field still validates (through the model), only slower: this pins the fast path's reach.
-    assert set(_PLAIN_FIELD_RULES) == {
+    assert set(PLAIN_FIELD_RULES) == {
         "clientToken",
         "infrastructureConfigurationArn",
         "imageRecipeArn",
@@ -300,8 +342,8 @@ def test_plain_rules_are_read_from_the_model_for_every_plain_field():
         "executionRole",
         "enhancedImageMetadataEnabled",
     }
-    assert _PLAIN_FIELD_RULES["enhancedImageMetadataEnabled"] is bool
-    assert _PLAIN_FIELD_RULES["clientToken"] == (None, 1, 64)
+    assert PLAIN_FIELD_RULES["enhancedImageMetadataEnabled"] is bool
+    assert PLAIN_FIELD_RULES["clientToken"] == (None, 1, 64)
 
 
 @pytest.mark.parametrize(("field", "change", "rule"), RULES, ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(RULES)])
@@ -328,7 +370,7 @@ def _plain_requests(draw):
     data = dict(
         draw(st.sampled_from([VALID, {**VALID, "imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN}]))
     )
-    for name in draw(st.lists(st.sampled_from(sorted(_PLAIN_FIELD_RULES)), max_size=3)):
+    for name in draw(st.lists(st.sampled_from(sorted(PLAIN_FIELD_RULES)), max_size=3)):
         value = draw(_near_plain_values)
         if draw(st.booleans()):  # a small edit of a valid value
             value = draw(st.sampled_from([value + "\n", value.upper(), value + "é", value[:-1], value + "/1.0.0"]))
@@ -340,5 +382,5 @@ def _plain_requests(draw):
 @given(_plain_requests())
 def test_check_request_agrees_with_the_model_on_plain_requests(data):
     assert _outcome(check_request, data) == _outcome(validate_request, data)
-    if _plainly_valid(data):
+    if plainly_valid(data):
         validate_request(data)

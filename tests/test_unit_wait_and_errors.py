@@ -31,11 +31,10 @@ from airflow_imagebuilder.retry import (
     api_error,
     classify,
 )
+from airflow_imagebuilder.states import FAILURE_STATES, IN_PROGRESS_STATES
 from airflow_imagebuilder.token import derive_client_token
 from airflow_imagebuilder.triggers import resolve_event
 from airflow_imagebuilder.waiting import (
-    FAILURE_STATES,
-    IN_PROGRESS_STATES,
     Outcome,
     Poll,
     Step,

@@ -1,0 +1,112 @@
+"""The CreateImage request's fields and rules, without pydantic: what DAG parsing needs.
+
+The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them).
+:func:`check_request` checks a task's literal request at parse time: the shape most DAG files write (plain strings
+and booleans, exactly one recipe) against :data:`PLAIN_FIELD_RULES`, a few times cheaper than building a model;
+anything else, and any value those rules reject, goes to the model, so every error message is the model's.  The
+model's module (pydantic, most of the provider's import time) is loaded only then.  ``tests/test_models.py``
+derives these tables from the model and checks that they agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from typing import Any
+
+_ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
+_VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
+
+IMAGE_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"image-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
+CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
+DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+$"
+INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+$"
+IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+$"
+EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+$"
+TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$"
+WORKFLOW_ARN_PATTERN = (
+    r"^arn:aws(?:-[a-z]+)*:imagebuilder:[a-z]{2,}(?:-[a-z]+)+-[0-9]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):"
+    r"workflow/(build|test|distribution)/[a-z0-9-_]+/"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+)
+PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}$"
+LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+MAX_TAGS = 50
+#: Longest client token the service takes (the published reference says 36).
+MAX_CLIENT_TOKEN = 64
+
+#: Every top-level CreateImage field, API (camelCase) name -> operator keyword (snake_case).
+REQUEST_FIELDS: dict[str, str] = {
+    "clientToken": "client_token",
+    "infrastructureConfigurationArn": "infrastructure_configuration_arn",
+    "imageRecipeArn": "image_recipe_arn",
+    "containerRecipeArn": "container_recipe_arn",
+    "distributionConfigurationArn": "distribution_configuration_arn",
+    "enhancedImageMetadataEnabled": "enhanced_image_metadata_enabled",
+    "executionRole": "execution_role",
+    "imageScanningConfiguration": "image_scanning_configuration",
+    "imageTestsConfiguration": "image_tests_configuration",
+    "tags": "tags",
+    "workflows": "workflows",
+    "loggingConfiguration": "logging_configuration",
+}
+REQUIRED_FIELDS = frozenset({"clientToken", "infrastructureConfigurationArn"})
+
+#: A field's rule for a plain value: ``bool``, or (pattern or None, min length, max length) for a string.
+PlainRule = type[bool] | tuple[str | None, int, int]
+
+#: API name -> rule of each top-level field that takes a plain string or boolean.  Patterns are Python regexes
+#: matched with ``search()``, as the model's ``regex_engine="python-re"`` does; they are compiled on the first
+#: check (about 0.6 ms), which DAG files whose ARNs are templated never make.
+PLAIN_FIELD_RULES: dict[str, PlainRule] = {
+    "clientToken": (None, 1, MAX_CLIENT_TOKEN),
+    "infrastructureConfigurationArn": (INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN, 0, sys.maxsize),
+    "imageRecipeArn": (IMAGE_RECIPE_ARN_PATTERN, 0, sys.maxsize),
+    "containerRecipeArn": (CONTAINER_RECIPE_ARN_PATTERN, 0, sys.maxsize),
+    "distributionConfigurationArn": (DISTRIBUTION_CONFIGURATION_ARN_PATTERN, 0, sys.maxsize),
+    "enhancedImageMetadataEnabled": bool,
+    "executionRole": (EXECUTION_ROLE_PATTERN, 1, 2048),
+}
+
+
+@functools.cache
+def _compiled_rules() -> dict[str, type[bool] | tuple[re.Pattern[str] | None, int, int]]:
+    return {
+        name: rule if rule is bool else (None if rule[0] is None else re.compile(rule[0]), rule[1], rule[2])
+        for name, rule in PLAIN_FIELD_RULES.items()
+    }
+
+
+def check_request(data: dict[str, Any], source: str = "CreateImage request") -> None:
+    """Raise what :func:`~airflow_imagebuilder.models.validate_request` raises for ``data``, without returning a
+    request (DAG parsing checks every task's literal request fields with this)."""
+    if not plainly_valid(data):
+        from airflow_imagebuilder.models import validate_request
+
+        validate_request(data, source)
+
+
+def plainly_valid(data: dict[str, Any]) -> bool:
+    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans), each passing its
+    field's rule, and exactly one recipe (the model's one rule across fields); False means "let the model
+    decide", not "invalid"."""
+    if not REQUIRED_FIELDS.issubset(data) or ("imageRecipeArn" in data) == ("containerRecipeArn" in data):
+        return False
+    rules = _compiled_rules()
+    for name, value in data.items():
+        rule = rules.get(name)
+        if rule is None:
+            return False
+        if rule is bool:
+            if type(value) is not bool:
+                return False
+        elif type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
+            return False
+        else:
+            pattern, low, high = rule
+            if not low <= len(value) <= high or (pattern is not None and pattern.search(value) is None):
+                return False
+    return True
