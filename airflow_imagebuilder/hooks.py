@@ -30,13 +30,7 @@ if TYPE_CHECKING:
     from airflow_imagebuilder.retry import CallRetry, RetryPolicy
     from airflow_imagebuilder.waiting import ImageState, Poll, Step
 else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import LazyModule
-
-    async_clients = LazyModule("airflow_imagebuilder.async_clients")
-    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
-    exceptions = LazyModule("airflow_imagebuilder.exceptions")
-    retry = LazyModule("airflow_imagebuilder.retry")
-    waiting = LazyModule("airflow_imagebuilder.waiting")
+    from airflow_imagebuilder.lazy import async_clients, diagnostics, exceptions, retry, waiting
 
 __all__ = ["ImageBuilderHook"]
 

@@ -2,8 +2,15 @@
 
 A DAG processor imports the operator and hook modules but never runs a task: the retry policy, the wait step, the
 shared async clients and the pydantic request models are execution machinery, and most of the provider's import
-time.  The hook and operator modules refer to them through :class:`LazyModule` (``waiting.next_step(...)``),
-and ``tests/test_packaging.py`` checks that parsing a DAG leaves these modules unloaded.
+time.  The hook, operator and sensor modules import them from here (the real modules for type checkers)::
+
+    if TYPE_CHECKING:
+        from airflow_imagebuilder import retry, waiting
+    else:  # execution machinery, loaded on first use
+        from airflow_imagebuilder.lazy import retry, waiting
+
+and use them qualified (``waiting.next_step(...)``).  ``tests/test_packaging.py`` checks that parsing a DAG
+leaves these modules unloaded.
 """
 
 from __future__ import annotations
@@ -34,3 +41,15 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}{'' if self._module is None else ' (loaded)'}>"
+
+
+async_clients = LazyModule("airflow_imagebuilder.async_clients")
+client_tokens = LazyModule("airflow_imagebuilder.token")
+diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
+exceptions = LazyModule("airflow_imagebuilder.exceptions")
+lineage = LazyModule("airflow_imagebuilder.lineage")
+models = LazyModule("airflow_imagebuilder.models")
+outputs = LazyModule("airflow_imagebuilder.outputs")
+retry = LazyModule("airflow_imagebuilder.retry")
+triggers = LazyModule("airflow_imagebuilder.triggers")
+waiting = LazyModule("airflow_imagebuilder.waiting")

@@ -34,17 +34,17 @@ if TYPE_CHECKING:
     from airflow_imagebuilder import token as client_tokens
     from airflow_imagebuilder.models import StartImagePipelineExecutionRequest
 else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import LazyModule
-
-    client_tokens = LazyModule("airflow_imagebuilder.token")
-    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
-    exceptions = LazyModule("airflow_imagebuilder.exceptions")
-    lineage = LazyModule("airflow_imagebuilder.lineage")
-    models = LazyModule("airflow_imagebuilder.models")
-    outputs = LazyModule("airflow_imagebuilder.outputs")
-    retry = LazyModule("airflow_imagebuilder.retry")
-    triggers = LazyModule("airflow_imagebuilder.triggers")
-    waiting = LazyModule("airflow_imagebuilder.waiting")
+    from airflow_imagebuilder.lazy import (
+        client_tokens,
+        diagnostics,
+        exceptions,
+        lineage,
+        models,
+        outputs,
+        retry,
+        triggers,
+        waiting,
+    )
 
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.

@@ -22,14 +22,7 @@ if TYPE_CHECKING:
     from airflow_imagebuilder import diagnostics, exceptions, outputs, retry, triggers, waiting
     from airflow_imagebuilder.waiting import TransitionLog
 else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import LazyModule
-
-    diagnostics = LazyModule("airflow_imagebuilder.diagnostics")
-    exceptions = LazyModule("airflow_imagebuilder.exceptions")
-    outputs = LazyModule("airflow_imagebuilder.outputs")
-    retry = LazyModule("airflow_imagebuilder.retry")
-    triggers = LazyModule("airflow_imagebuilder.triggers")
-    waiting = LazyModule("airflow_imagebuilder.waiting")
+    from airflow_imagebuilder.lazy import diagnostics, exceptions, outputs, retry, triggers, waiting
 
 
 class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
