@@ -2,9 +2,10 @@
 
 The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them).
 :func:`check_request` checks a task's literal request at parse time: the shape most DAG files write (plain strings
-and booleans, exactly one recipe) against :data:`PLAIN_FIELD_RULES`, a few times cheaper than building a model;
-anything else, and any value those rules reject, goes to the model, so every error message is the model's.  The
-model's module (pydantic, most of the provider's import time) is loaded only then.  ``tests/test_models.py``
+and booleans, a dict of tags, exactly one recipe) against :data:`PLAIN_FIELD_RULES` and the tag rules, a few
+times cheaper than building a model; anything else, and any value those rules reject, goes to the model, so every
+error message is the model's.  The model's module (pydantic, most of the provider's import time) is loaded only
+then.  ``tests/test_models.py``
 derives these tables from the model and checks that they agree.
 """
 
@@ -34,6 +35,8 @@ LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}$"
 NO_NUL_PATTERN = r"^[^\x00]*$"
 
 MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
 #: Longest client token the service takes (the published reference says 36).
 MAX_CLIENT_TOKEN = 64
 
@@ -68,6 +71,9 @@ PLAIN_FIELD_RULES: dict[str, PlainRule] = {
     "enhancedImageMetadataEnabled": bool,
     "executionRole": (EXECUTION_ROLE_PATTERN, 1, 2048),
 }
+#: ``tags``, plainly: a dict of 1 to :data:`MAX_TAGS` entries, each key and value a string under its rule.
+TAG_KEY_RULE: tuple[str | None, int, int] = (TAG_KEY_PATTERN, 1, MAX_TAG_KEY)
+TAG_VALUE_RULE: tuple[str | None, int, int] = (None, 0, MAX_TAG_VALUE)
 
 
 #: Patterns compiled so far: each on its first use (about 0.15 ms each), so a DAG file pays only for the fields
@@ -85,28 +91,43 @@ def check_request(data: dict[str, Any], source: str = "CreateImage request") -> 
 
 
 def plainly_valid(data: dict[str, Any]) -> bool:
-    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans), each passing its
-    field's rule, and exactly one recipe (the model's one rule across fields); False means "let the model
-    decide", not "invalid"."""
+    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans, a dict of tags),
+    each passing its field's rule, and exactly one recipe (the model's one rule across fields); False means "let
+    the model decide", not "invalid"."""
     if not REQUIRED_FIELDS.issubset(data) or ("imageRecipeArn" in data) == ("containerRecipeArn" in data):
         return False
     for name, value in data.items():
         rule = PLAIN_FIELD_RULES.get(name)
-        if rule is None:
-            return False
         if rule is bool:
             if type(value) is not bool:
                 return False
-        elif type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
-            return False
-        else:
-            pattern, low, high = rule
-            if not low <= len(value) <= high:
+        elif rule is not None:
+            if not _plain_string(value, rule):
                 return False
-            if pattern is not None:
-                compiled = _compiled.get(pattern)
-                if compiled is None:
-                    compiled = _compiled[pattern] = re.compile(pattern)
-                if compiled.search(value) is None:
-                    return False
+        elif name != "tags" or not _plain_tags(value):
+            return False
     return True
+
+
+def _plain_tags(tags: Any) -> bool:
+    return (
+        type(tags) is dict
+        and 1 <= len(tags) <= MAX_TAGS
+        and all(
+            _plain_string(key, TAG_KEY_RULE) and _plain_string(value, TAG_VALUE_RULE) for key, value in tags.items()
+        )
+    )
+
+
+def _plain_string(value: Any, rule: tuple[str | None, int, int]) -> bool:
+    if type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
+        return False
+    pattern, low, high = rule
+    if not low <= len(value) <= high:
+        return False
+    if pattern is None:
+        return True
+    compiled = _compiled.get(pattern)
+    if compiled is None:
+        compiled = _compiled[pattern] = re.compile(pattern)
+    return compiled.search(value) is not None

@@ -33,6 +33,8 @@ from airflow_imagebuilder.fields import (
     INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
     LOG_GROUP_NAME_PATTERN,
     MAX_CLIENT_TOKEN,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
     MAX_TAGS,
     NO_NUL_PATTERN,
     PARALLEL_GROUP_PATTERN,
@@ -87,8 +89,8 @@ class ImageLoggingConfiguration(_ApiModel):
     log_group_name: Annotated[str, Field(min_length=1, max_length=512, pattern=LOG_GROUP_NAME_PATTERN)] | None = None
 
 
-TagKey = Annotated[str, Field(min_length=1, max_length=128, pattern=TAG_KEY_PATTERN)]
-TagValue = Annotated[str, Field(max_length=256)]
+TagKey = Annotated[str, Field(min_length=1, max_length=MAX_TAG_KEY, pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE)]
 
 
 def _tags_are_a_mapping(value: Any) -> Any:

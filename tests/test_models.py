@@ -15,9 +15,19 @@ import pytest
 from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BeforeValidator
 from pydantic.fields import FieldInfo
 
-from airflow_imagebuilder.fields import PLAIN_FIELD_RULES, REQUEST_FIELDS, REQUIRED_FIELDS, check_request, plainly_valid
+from airflow_imagebuilder.fields import (
+    MAX_TAGS,
+    PLAIN_FIELD_RULES,
+    REQUEST_FIELDS,
+    REQUIRED_FIELDS,
+    TAG_KEY_RULE,
+    TAG_VALUE_RULE,
+    check_request,
+    plainly_valid,
+)
 from airflow_imagebuilder.models import CreateImageRequest, InvalidCreateImageRequest, validate_request
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
@@ -288,19 +298,29 @@ def _outcome(check, data):
     return None
 
 
-def _plain_rule(info: FieldInfo):
-    """The rule of a field that takes a plain string or boolean, read from the model's definition, in the form of
-    fields.PLAIN_FIELD_RULES; None for any other field."""
-    annotation, metadata = info.annotation, list(info.metadata)
+def _constraints(annotation, metadata=()):
+    """A field's type without Optional and Annotated, and the constraints those carried."""
+    metadata = list(metadata)
     if get_origin(annotation) in (Union, UnionType):
         members = [member for member in get_args(annotation) if member is not NoneType]
         if len(members) != 1:
-            return None
+            return None, metadata
         annotation = members[0]
     if get_origin(annotation) is Annotated:
         annotation, *extras = get_args(annotation)
         for extra in extras:
             metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    return annotation, metadata
+
+
+def _plain_rule(info: FieldInfo):
+    """The rule of a field that takes a plain string or boolean, read from the model's definition, in the form of
+    fields.PLAIN_FIELD_RULES; None for any other field."""
+    annotation, metadata = _constraints(info.annotation, info.metadata)
+    return _string_rule(annotation, metadata)
+
+
+def _string_rule(annotation, metadata):
     if annotation is bool and not metadata:
         return bool
     if annotation is not str:
@@ -325,6 +345,13 @@ def test_the_parse_time_tables_are_the_models_own():
     assert {info.alias for info in model_fields.values() if info.is_required()} == REQUIRED_FIELDS
     derived = {info.alias: rule for info in model_fields.values() if (rule := _plain_rule(info)) is not None}
     assert derived == PLAIN_FIELD_RULES
+    tags, tags_metadata = _constraints(model_fields["tags"].annotation, model_fields["tags"].metadata)
+    assert get_origin(tags) is dict
+    counts = [item for item in tags_metadata if isinstance(item, (annotated_types.MinLen, annotated_types.MaxLen))]
+    assert counts == [annotated_types.MinLen(1), annotated_types.MaxLen(MAX_TAGS)]
+    assert [type(item) for item in tags_metadata if item not in counts] == [BeforeValidator]  # "is a mapping"
+    key, value = (_string_rule(*_constraints(member)) for member in get_args(tags))
+    assert (key, value) == (TAG_KEY_RULE, TAG_VALUE_RULE)
     # The fast path knows one rule across fields (exactly one recipe); any other validator would be skipped by it.
     decorators = CreateImageRequest.__pydantic_decorators__
     assert decorators.model_validators.keys() == {"_exactly_one_recipe"}
@@ -364,9 +391,20 @@ _near_plain_values = st.one_of(
 )
 
 
+_near_plain_tags = st.one_of(
+    st.dictionaries(_tag_key, st.text(max_size=256), min_size=1, max_size=3),
+    st.dictionaries(
+        st.one_of(_tag_key, st.sampled_from(["", "aws:x", "k" * 128, "k" * 129, "é", "bad#key", "k\n", " "])),
+        st.one_of(st.text(max_size=3), st.sampled_from(["v" * 256, "v" * 257, "\ud800", "é", ""]), st.integers()),
+        max_size=3,
+    ),
+    st.sampled_from([{f"k{i}": "v" for i in range(50)}, {f"k{i}": "v" for i in range(51)}, ["k", "v"], "k=v"]),
+)
+
+
 @st.composite
 def _plain_requests(draw):
-    """A request of plain values, each one valid, mutated, or arbitrary text, in any plain field."""
+    """A request of plain values, each one valid, mutated, or arbitrary text, in any plain field, and tags."""
     data = dict(
         draw(st.sampled_from([VALID, {**VALID, "imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN}]))
     )
@@ -375,6 +413,8 @@ def _plain_requests(draw):
         if draw(st.booleans()):  # a small edit of a valid value
             value = draw(st.sampled_from([value + "\n", value.upper(), value + "é", value[:-1], value + "/1.0.0"]))
         data[name] = draw(st.booleans()) if name == "enhancedImageMetadataEnabled" and draw(st.booleans()) else value
+    if draw(st.booleans()):
+        data["tags"] = draw(_near_plain_tags)
     return {key: value for key, value in data.items() if value is not None}
 
 
