@@ -56,6 +56,7 @@ def main() -> int:
         "parse_ratio_vs_glue": round(parse["parse_ratio_vs_glue"]["median"], 3),
         "import_ratio_vs_ec2": round(parse["import_ratio_vs_ec2"]["median"], 3),
         "import_ratio_vs_glue": round(parse["import_ratio_vs_glue"]["median"], 3),
+        "file_ratio_vs_ec2": round(parse["file_ratio_vs_ec2"]["median"], 3),
         "parse_ratio_vs_empty": round(parse["parse_ratio_vs_empty"]["median"], 3),
         "creates_per_build": round(operator["creates_per_build"], 3),
         "pipeline_executions_per_run": round(pipeline["pipeline_executions_per_run"], 3),
