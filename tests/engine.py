@@ -87,7 +87,11 @@ class AirflowEngine:
         }
         if broker:
             self.env["AIRFLOW__CELERY__BROKER_URL"] = broker
-            self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + self.sql_alchemy_conn.replace("+psycopg2", "")
+            # Results in Redis, not in the metadata database: a worker that needs PostgreSQL to record that a task
+            # started fails every message it takes while the database is away (and fails silently: the failure is
+            # not recorded either), leaving those tasks queued until [scheduler] task_queued_timeout.  Task
+            # processes reach the database only through the api-server, so with this the worker needs none.
+            self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = broker
         self.env.update(config or {})
         self.env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
