@@ -48,6 +48,7 @@ class AirflowEngine:
     :param dags_folder: the DAGs folder (default: the example DAGs in dags/).
     :param dag_ids: the DAGs to wait for at start-up (default: every example DAG).
     :param config: more environment, e.g. ``AIRFLOW__SECTION__KEY`` settings.
+    :param celery_concurrency: task processes of the Celery worker (CeleryExecutor only).
     """
 
     def __init__(
@@ -59,8 +60,10 @@ class AirflowEngine:
         dags_folder: Path | None = None,
         dag_ids: Collection[str] | None = None,
         config: Mapping[str, str] | None = None,
+        celery_concurrency: int = 4,
     ) -> None:
         self.home = home
+        self.celery_concurrency = celery_concurrency
         self.dag_ids = dag_ids
         self.api_port = free_port()
         broker = os.environ["IB_ENGINE_BROKER_URL"] if kind == "postgres-celery" else None
@@ -136,7 +139,7 @@ class AirflowEngine:
             "triggerer": ["triggerer"],
         }
         if self.executor == "CeleryExecutor":
-            self.commands["celery-worker"] = ["celery", "worker", "--concurrency", "4"]
+            self.commands["celery-worker"] = ["celery", "worker", "--concurrency", str(self.celery_concurrency)]
         for name in self.commands:
             self.restart(name)
         if self.dag_ids is None:

@@ -49,6 +49,8 @@ OUTAGE_SECONDS = 180 / TIME_SCALE  # first half 503 for every call, second half 
 TRIGGERER_DOWN_SECONDS = 10
 DATABASE_DOWN_SECONDS = 15
 CREATE_LATENCY_SECONDS = 8
+#: Task processes at a time: the LocalExecutor's parallelism, the Celery worker's processes.
+TASK_PROCESSES = 8
 #: A killed worker's tasks are noticed by the scheduler once their heartbeat is this old.
 HEARTBEAT_TIMEOUT_SECONDS = 20
 UNFINISHED = ("deferred", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
@@ -377,8 +379,20 @@ def test_chaos(tmp_path: Path, kind: str):
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         # Deferred tasks hold no executor slot: 8 task processes at a time keep two cores from thrashing (32, the
-        # default, had DAG file imports time out while 32 tasks started at once).
-        "AIRFLOW__CORE__PARALLELISM": "8",
+        # default, had DAG file imports time out while 32 tasks started at once).  CeleryExecutor: the worker runs
+        # the 8 and the scheduler may queue 16, as it counts a killed worker's tasks as running until their
+        # heartbeat times out; with 8 the restarted worker had nothing to take until then (step 2).
+        "AIRFLOW__CORE__PARALLELISM": str(TASK_PROCESSES if kind == "sqlite-local" else 2 * TASK_PROCESSES),
+        # A task supervisor often sees its task's sockets close before the process has exited; it then finds the
+        # exit only at its next wake-up, min_heartbeat_interval (5 s by default) later, and holds the executor slot
+        # until then: 5 s idle after each ~1 s start or resume of a deferrable task.  1 s keeps the slot busy
+        # for the work; 15 failed heartbeats at 1 s tolerate an API outage as long as the default 3 at 5 s.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "15",
+        # CeleryExecutor: the worker imports the provider's operators (and with them boto3 and the Amazon provider)
+        # once at start; each task process it forks then parses the DAG file without importing them again, which
+        # was most of the CPU of a task's start or resume.
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": ["airflow_imagebuilder.operators"]}),
         # A Celery message taken by a worker that dies with the database is lost, its task left queued: a restarted
         # scheduler adopts the task after orphaned_tasks_check_interval (300 s by default) and requeues it after
         # task_queued_timeout (600 s by default); README: "Reliability, measured".
@@ -388,7 +402,16 @@ def test_chaos(tmp_path: Path, kind: str):
     }
     with emulator_process(phase_seconds=PHASE_SECONDS, log_dir=tmp_path) as emulator:
         connection = aws_connection_uri(emulator.endpoint_url, access_key_id=ACCESS_KEY)
-        with AirflowEngine(tmp_path, connection, kind, dags_folder=dags, dag_ids=[DAG_ID], config=config) as engine:
+        engine = AirflowEngine(
+            tmp_path,
+            connection,
+            kind,
+            dags_folder=dags,
+            dag_ids=[DAG_ID],
+            config=config,
+            celery_concurrency=TASK_PROCESSES,
+        )
+        with engine:
             engine.cli("dags", "unpause", DAG_ID)
             chaos = ChaosRun(engine, emulator.endpoint_url)
             reports = run_steps(chaos, engine, kind, STEPS)
