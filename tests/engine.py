@@ -10,6 +10,7 @@ restart the PostgreSQL server under them (:meth:`AirflowEngine.restart_database`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,32 @@ class AirflowEngine:
         if check and result.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout
+
+    def api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Call the api-server's REST API (``path`` from ``/api/v2``), as the UI does; the parsed JSON answer.
+
+        Retried for a while on a 5xx answer or a refused connection (SQLite's single writer, an api-server
+        restarting); a 4xx fails at once.
+        """
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}/api/v2{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method=method,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                if error.code < 500 or time.monotonic() > deadline:
+                    detail = error.read().decode(errors="replace")[-3000:]
+                    raise AssertionError(f"{method} {path} answered {error.code}: {detail}") from error
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(2)
 
     def __enter__(self) -> AirflowEngine:
         try:

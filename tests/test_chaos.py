@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ TASK_PROCESSES = 8
 #: A killed worker's tasks are noticed by the scheduler once their heartbeat is this old.
 HEARTBEAT_TIMEOUT_SECONDS = 20
 UNFINISHED = ("deferred", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
-#: The steps to run (all by default); e.g. IB_CHAOS_STEPS=5 to run one while working on it.
-STEPS = os.environ.get("IB_CHAOS_STEPS", "12345")
+#: The steps to run, in this order (all by default); e.g. IB_CHAOS_STEPS=5 to run one while working on it.  Steps 1
+#: and 5 inject nothing until all their tasks have deferred, so each starts its run while the step before it waits
+#: for its last builds (see :func:`run_steps`): step 1 runs after step 2 for that.
+STEPS = os.environ.get("IB_CHAOS_STEPS", "21345")
 PERMISSION_HINT = "Check the credentials of connection 'aws_default'"
 
 
@@ -72,7 +75,8 @@ class ChaosRun:
     # ------------------------------------------------------------------ Airflow side
     def trigger(self, run_id: str, day: int) -> None:
         logical_date = dt.datetime(2026, 3, day, tzinfo=dt.timezone.utc).isoformat()
-        self.engine.cli("dags", "trigger", DAG_ID, "--run-id", run_id, "--logical-date", logical_date)
+        # The REST API, as the UI triggers: the CLI costs seconds of a busy machine's CPU for each run.
+        self.engine.api("POST", f"/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": logical_date})
 
     def task_instances(self, run_id: str) -> dict[int, tuple[str | None, int]]:
         """State and try number of each map index of the run."""
@@ -216,71 +220,112 @@ def _processes_calling(root: psutil.Process, port: int) -> list[psutil.Process]:
     return calling
 
 
+#: The rest of a step whose run has a build for every task instance: wait for the run to end, then check it.
+Finish = Callable[[], None]
+
+
 def run_steps(chaos: ChaosRun, engine: AirflowEngine, kind: str, steps: str) -> list[dict[str, Any]]:
+    """Run the steps in order, each checked on its own run.
+
+    A step returns once every task instance of its run has its build, with what is left to do (:data:`Finish`).
+    Steps 1 and 5 hold their builds and inject nothing until all their tasks have deferred, so they start their
+    run first and then finish the previous step: the previous run has ended (and been checked) before they release
+    their builds and inject their fault, and its builds all existed before they held new ones.  The other steps
+    inject early in their run, so they finish the previous step before they start.
+    """
     reports: list[dict[str, Any]] = []
-    if "1" in steps:
-        step_triggerer(chaos, engine, reports)
-    if "2" in steps:
-        step_worker(chaos, engine, kind, reports)
-    if "3" in steps:
-        step_outage(chaos, reports)
-    if "4" in steps:
-        step_database(chaos, engine, reports)
-    if "5" in steps:
-        step_credentials(chaos, engine, reports)
+    finish: Finish | None = None
+    for step in steps:
+        if step == "4" and engine.db.dialect.name != "postgresql":
+            print("CHAOS " + json.dumps({"step": "database-restart", "skipped": "SQLite has no server to restart"}))
+            continue
+        finish = STEPS_BY_NUMBER[step](chaos, engine, kind, reports, finish)
+    if finish:
+        finish()
     return reports
 
 
-def step_triggerer(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[str, Any]]) -> None:
-    control = chaos.control
+def finish_meanwhile(finish_previous: Finish | None, started: float) -> int:
+    """Finish the previous step while this step's tasks start and defer; the seconds the two runs overlapped."""
+    if finish_previous is None:
+        return 0
+    finish_previous()
+    return round(time.monotonic() - started)
+
+
+def wait_for_every_build(chaos: ChaosRun, run_id: str) -> None:
+    """Wait until every task instance of the run has its build (so a later hold cannot catch one of them)."""
+    chaos.engine.wait_until(lambda: len(chaos.images(run_id)) == TASKS, f"a build for every task of {run_id}", 300)
+
+
+def step_triggerer(
+    chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]], finish_previous: Finish | None
+) -> Finish:
+    control, run_id = chaos.control, "chaos-1-triggerer"
     # 1. Triggerer SIGKILL while all 50 waits are deferred, restarted 10 s later.  Builds are held PENDING until
     #    the last task defers (however slowly the machine starts them), then run 20-60 s each.
     started = time.monotonic()
     control.hold_builds()
-    chaos.trigger("chaos-1-triggerer", 1)
-    chaos.wait_for_states("chaos-1-triggerer", {"deferred"}, "all tasks to defer")
+    chaos.trigger(run_id, 1)
+    overlapped = finish_meanwhile(finish_previous, started)
+    chaos.wait_for_states(run_id, {"deferred"}, "all tasks to defer")
     assert control.release_builds() == TASKS
     engine.kill("triggerer")
     time.sleep(TRIGGERER_DOWN_SECONDS)
     engine.restart("triggerer")
-    chaos.wait_until_finished("chaos-1-triggerer")
-    reports.append(chaos.check("triggerer-sigkill", "chaos-1-triggerer", started))
-    assert reports[-1]["retried"] == 0  # every wait resumed in the new triggerer, no try failed
+
+    def finish() -> None:
+        chaos.wait_until_finished(run_id)
+        reports.append(chaos.check("triggerer-sigkill", run_id, started, overlapped=overlapped))
+        assert reports[-1]["retried"] == 0  # every wait resumed in the new triggerer, no try failed
+
+    return finish
 
 
-def step_worker(chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]]) -> None:
-    control = chaos.control
+def step_worker(
+    chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]], finish_previous: Finish | None
+) -> Finish:
+    control, run_id = chaos.control, "chaos-2-worker"
+    if finish_previous:
+        finish_previous()
     # 2. Worker SIGKILL while CreateImage calls are in flight (the emulator answers them 8 s late).
     started = time.monotonic()
     control.add_fault("CreateImage", latency=CREATE_LATENCY_SECONDS)
     creates_before = len(control.journal("CreateImage"))
-    chaos.trigger("chaos-2-worker", 2)
+    chaos.trigger(run_id, 2)
     engine.wait_until(lambda: chaos.workers_calling() >= 3, "CreateImage calls in flight", timeout=240)
     killed = kill_workers_in_create_image(engine, chaos.port)
     control.clear_faults()
     if kind == "postgres-celery":
         time.sleep(TRIGGERER_DOWN_SECONDS)
         engine.restart("celery-worker")
-    chaos.wait_until_finished("chaos-2-worker", timeout=360)
-    creates = control.journal("CreateImage")[creates_before:]
-    arns_by_token: dict[str, set[str]] = {}
-    for entry in creates:
-        if entry["image_arn"]:
+    wait_for_every_build(chaos, run_id)
+
+    def finish() -> None:
+        chaos.wait_until_finished(run_id, timeout=360)
+        arns = {arn for run_arns in chaos.images(run_id).values() for arn in run_arns}
+        creates = [entry for entry in control.journal("CreateImage")[creates_before:] if entry["image_arn"] in arns]
+        arns_by_token: dict[str, set[str]] = {}
+        for entry in creates:
             arns_by_token.setdefault(entry["client_token"], set()).add(entry["image_arn"])
-    resent = sum(1 for entry in creates if entry["client_token"] in arns_by_token) - len(arns_by_token)
-    reports.append(chaos.check("worker-sigkill", "chaos-2-worker", started, killed=killed, resent_creates=resent))
-    assert killed >= 1 and reports[-1]["retried"] >= 1, reports[-1]
-    assert all(len(arns) == 1 for arns in arns_by_token.values())  # a re-sent token named the first build
+        resent = len(creates) - len(arns_by_token)
+        reports.append(chaos.check("worker-sigkill", run_id, started, killed=killed, resent_creates=resent))
+        assert killed >= 1 and reports[-1]["retried"] >= 1, reports[-1]
+        assert all(len(arns) == 1 for arns in arns_by_token.values())  # a re-sent token named the first build
+
+    return finish
 
 
-def step_outage(chaos: ChaosRun, reports: list[dict[str, Any]]) -> None:
-    control, engine = chaos.control, chaos.engine
+def step_outage(
+    chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]], finish_previous: Finish | None
+) -> Finish:
+    control, run_id = chaos.control, "chaos-3-outage"
+    if finish_previous:
+        finish_previous()
     # 3. Service outage: 503 for every call, then dropped connections, while half the tasks create and half wait.
     started = time.monotonic()
-    chaos.trigger("chaos-3-outage", 3)
-    engine.wait_until(
-        lambda: chaos.states("chaos-3-outage").count("deferred") >= TASKS // 2, "half the tasks to defer", 240
-    )
+    chaos.trigger(run_id, 3)
+    engine.wait_until(lambda: chaos.states(run_id).count("deferred") >= TASKS // 2, "half the tasks to defer", 240)
     outage_from = len(control.journal())
     control.start_outage("unavailable")
     time.sleep(OUTAGE_SECONDS / 2)
@@ -288,45 +333,58 @@ def step_outage(chaos: ChaosRun, reports: list[dict[str, Any]]) -> None:
     time.sleep(OUTAGE_SECONDS / 2)
     control.end_outage()
     refused = control.journal()[outage_from:]
-    chaos.wait_until_finished("chaos-3-outage")
-    reports.append(
-        chaos.check(
-            "service-outage",
-            "chaos-3-outage",
-            started,
-            outage_seconds=OUTAGE_SECONDS,
-            answered_503=sum(1 for entry in refused if entry["status"] == 503),
-            dropped=sum(1 for entry in refused if entry["outcome"] == "connection-dropped"),
+    wait_for_every_build(chaos, run_id)
+
+    def finish() -> None:
+        chaos.wait_until_finished(run_id)
+        reports.append(
+            chaos.check(
+                "service-outage",
+                run_id,
+                started,
+                outage_seconds=OUTAGE_SECONDS,
+                answered_503=sum(1 for entry in refused if entry["status"] == 503),
+                dropped=sum(1 for entry in refused if entry["outcome"] == "connection-dropped"),
+            )
         )
-    )
+
+    return finish
 
 
-def step_database(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[str, Any]]) -> None:
-    # 4. Database restart: PostgreSQL down 15 s while the tasks create and wait.  SQLite has no server to restart.
-    if engine.db.dialect.name == "postgresql":
-        started = time.monotonic()
-        chaos.trigger("chaos-4-database", 4)
-        engine.wait_until(
-            lambda: chaos.states("chaos-4-database").count("deferred") >= TASKS // 2, "half the tasks to defer", 240
-        )
-        # Airflow's processes exit when they lose the database; the deployment restarts them, as docker-compose.yaml
-        # (restart: always) or a Kubernetes Deployment does.
-        engine.restart_always, engine.restarted = True, []
-        engine.restart_database(DATABASE_DOWN_SECONDS)
-        chaos.wait_until_finished("chaos-4-database", timeout=480)
+def step_database(
+    chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]], finish_previous: Finish | None
+) -> Finish:
+    run_id = "chaos-4-database"
+    if finish_previous:
+        finish_previous()
+    # 4. Database restart: PostgreSQL down 15 s while the tasks create and wait (PostgreSQL only).
+    started = time.monotonic()
+    chaos.trigger(run_id, 4)
+    engine.wait_until(lambda: chaos.states(run_id).count("deferred") >= TASKS // 2, "half the tasks to defer", 240)
+    # Airflow's processes exit when they lose the database; the deployment restarts them, as docker-compose.yaml
+    # (restart: always) or a Kubernetes Deployment does.
+    engine.restart_always, engine.restarted = True, []
+    engine.restart_database(DATABASE_DOWN_SECONDS)
+    wait_for_every_build(chaos, run_id)
+
+    def finish() -> None:
+        chaos.wait_until_finished(run_id, timeout=480)
         engine.restart_always = False
-        reports.append(chaos.check("database-restart", "chaos-4-database", started, restarted=engine.restarted))
-    else:
-        print("CHAOS " + json.dumps({"step": "database-restart", "skipped": "SQLite has no server to restart"}))
+        reports.append(chaos.check("database-restart", run_id, started, restarted=engine.restarted))
+
+    return finish
 
 
-def step_credentials(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[str, Any]]) -> None:
+def step_credentials(
+    chaos: ChaosRun, engine: AirflowEngine, kind: str, reports: list[dict[str, Any]], finish_previous: Finish | None
+) -> None:
     control, run_id = chaos.control, "chaos-5-credentials"
     # 5. Credentials revoked mid-wait: every waiting task fails at its next poll with the permission hint; access
     #    restored and the tasks cleared, they follow their builds to AVAILABLE without starting new ones.
     started = time.monotonic()
     control.hold_builds()
     chaos.trigger(run_id, 5)
+    overlapped = finish_meanwhile(finish_previous, started)
     chaos.wait_for_states(run_id, {"deferred"}, "all tasks to defer")
     released_from = len(control.journal())
     control.release_builds()
@@ -342,7 +400,15 @@ def step_credentials(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[
     denied = [entry for entry in control.journal()[denied_from:] if entry["status"] == 403]
     raced = chaos.requeue_races(run_id)
     reports.append(
-        chaos.check("credentials-revoked", run_id, started, failed=TASKS, denied_calls=len(denied), requeue_races=raced)
+        chaos.check(
+            "credentials-revoked",
+            run_id,
+            started,
+            failed=TASKS,
+            overlapped=overlapped,
+            denied_calls=len(denied),
+            requeue_races=raced,
+        )
     )
     instances = chaos.task_instances(run_id)
     # The first answer ends each wait: one denied GetImage per task, no Airflow retry (a permission error is not
@@ -360,11 +426,21 @@ def step_credentials(chaos: ChaosRun, engine: AirflowEngine, reports: list[dict[
     started = time.monotonic()
     images_before = chaos.images(run_id)
     control.allow_access_key(ACCESS_KEY)
-    date = dt.datetime(2026, 3, 5, tzinfo=dt.timezone.utc).isoformat()
-    engine.cli("tasks", "clear", DAG_ID, "--yes", "--only-failed", "--start-date", date, "--end-date", date)
+    engine.api(
+        "POST", f"/dags/{DAG_ID}/clearTaskInstances", {"dry_run": False, "only_failed": True, "dag_run_id": run_id}
+    )
     chaos.wait_until_finished(run_id)
     reports.append(chaos.check("credentials-restored", run_id, started))
     assert chaos.images(run_id) == images_before  # no new builds
+
+
+STEPS_BY_NUMBER: dict[str, Callable[..., Finish | None]] = {
+    "1": step_triggerer,
+    "2": step_worker,
+    "3": step_outage,
+    "4": step_database,
+    "5": step_credentials,
+}
 
 
 # One engine per run: the distributed one where CI provides it, SQLite otherwise (each takes minutes).
