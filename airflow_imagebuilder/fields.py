@@ -71,6 +71,12 @@ PLAIN_FIELD_RULES: dict[str, PlainRule] = {
     "enhancedImageMetadataEnabled": bool,
     "executionRole": (EXECUTION_ROLE_PATTERN, 1, 2048),
 }
+#: The same for StartImagePipelineExecution, whose tags follow the same rules.
+PIPELINE_FIELD_RULES: dict[str, PlainRule] = {
+    "clientToken": (None, 1, MAX_CLIENT_TOKEN),
+    "imagePipelineArn": (IMAGE_PIPELINE_ARN_PATTERN, 0, sys.maxsize),
+}
+PIPELINE_REQUIRED_FIELDS = frozenset({"clientToken", "imagePipelineArn"})
 #: ``tags``, plainly: a dict of 1 to :data:`MAX_TAGS` entries, each key and value a string under its rule.
 TAG_KEY_RULE: tuple[str | None, int, int] = (TAG_KEY_PATTERN, 1, MAX_TAG_KEY)
 TAG_VALUE_RULE: tuple[str | None, int, int] = (None, 0, MAX_TAG_VALUE)
@@ -90,14 +96,27 @@ def check_request(data: dict[str, Any], source: str = "CreateImage request") -> 
         validate_request(data, source)
 
 
+def check_pipeline_request(data: dict[str, Any], source: str) -> None:
+    """Raise what validating ``data`` as a StartImagePipelineExecution request raises, without returning one."""
+    if not _plain_fields(data, PIPELINE_FIELD_RULES, PIPELINE_REQUIRED_FIELDS):
+        from airflow_imagebuilder.models import StartImagePipelineExecutionRequest, validate
+
+        validate(StartImagePipelineExecutionRequest, data, source)
+
+
 def plainly_valid(data: dict[str, Any]) -> bool:
-    """True when ``data`` sets every required field, plain values only (ASCII strings, booleans, a dict of tags),
-    each passing its field's rule, and exactly one recipe (the model's one rule across fields); False means "let
-    the model decide", not "invalid"."""
-    if not REQUIRED_FIELDS.issubset(data) or ("imageRecipeArn" in data) == ("containerRecipeArn" in data):
+    """True when the CreateImage request ``data`` sets every required field, plain values only (ASCII strings,
+    booleans, a dict of tags), each passing its field's rule, and exactly one recipe (the model's one rule across
+    fields); False means "let the model decide", not "invalid"."""
+    recipes = ("imageRecipeArn" in data) + ("containerRecipeArn" in data)
+    return recipes == 1 and _plain_fields(data, PLAIN_FIELD_RULES, REQUIRED_FIELDS)
+
+
+def _plain_fields(data: dict[str, Any], rules: dict[str, PlainRule], required: frozenset[str]) -> bool:
+    if not required.issubset(data):
         return False
     for name, value in data.items():
-        rule = PLAIN_FIELD_RULES.get(name)
+        rule = rules.get(name)
         if rule is bool:
             if type(value) is not bool:
                 return False

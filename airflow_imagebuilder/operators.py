@@ -16,7 +16,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.fields import REQUEST_FIELDS, check_request
+from airflow_imagebuilder.fields import REQUEST_FIELDS, check_pipeline_request, check_request
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 from airflow_imagebuilder.states import (
@@ -564,11 +564,14 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
         literal = {name: value for name, value in values.items() if value is not None and is_literal(value)}
         literal.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])
         literal.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        self._validated(literal)
+        check_pipeline_request(literal, self._source)
+
+    @property
+    def _source(self) -> str:
+        return f"StartImagePipelineExecution request of task {self.task_id!r}"
 
     def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
-        source = f"StartImagePipelineExecution request of task {self.task_id!r}"
-        return models.validate(models.StartImagePipelineExecutionRequest, data, source)
+        return models.validate(models.StartImagePipelineExecutionRequest, data, self._source)
 
     def _rendered_request(self) -> dict[str, Any]:
         data = {"imagePipelineArn": self.image_pipeline_arn, "tags": self.tags, "clientToken": self.client_token}

@@ -20,15 +20,24 @@ from pydantic.fields import FieldInfo
 
 from airflow_imagebuilder.fields import (
     MAX_TAGS,
+    PIPELINE_FIELD_RULES,
+    PIPELINE_REQUIRED_FIELDS,
     PLAIN_FIELD_RULES,
     REQUEST_FIELDS,
     REQUIRED_FIELDS,
     TAG_KEY_RULE,
     TAG_VALUE_RULE,
+    check_pipeline_request,
     check_request,
     plainly_valid,
 )
-from airflow_imagebuilder.models import CreateImageRequest, InvalidCreateImageRequest, validate_request
+from airflow_imagebuilder.models import (
+    CreateImageRequest,
+    InvalidCreateImageRequest,
+    StartImagePipelineExecutionRequest,
+    validate,
+    validate_request,
+)
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
@@ -338,13 +347,20 @@ def _string_rule(annotation, metadata):
     return pattern, low, high
 
 
-def test_the_parse_time_tables_are_the_models_own():
-    # fields.py holds the model's rules as plain tables, so DAG parsing needs no pydantic: they must not drift.
-    model_fields = CreateImageRequest.model_fields
-    assert {info.alias: name for name, info in model_fields.items()} == REQUEST_FIELDS
-    assert {info.alias for info in model_fields.values() if info.is_required()} == REQUIRED_FIELDS
+@pytest.mark.parametrize(
+    ("model", "rules", "required"),
+    [
+        (CreateImageRequest, PLAIN_FIELD_RULES, REQUIRED_FIELDS),
+        (StartImagePipelineExecutionRequest, PIPELINE_FIELD_RULES, PIPELINE_REQUIRED_FIELDS),
+    ],
+    ids=["CreateImage", "StartImagePipelineExecution"],
+)
+def test_the_parse_time_tables_are_the_models_own(model, rules, required):
+    # fields.py holds the models' rules as plain tables, so DAG parsing needs no pydantic: they must not drift.
+    model_fields = model.model_fields
+    assert {info.alias for info in model_fields.values() if info.is_required()} == required
     derived = {info.alias: rule for info in model_fields.values() if (rule := _plain_rule(info)) is not None}
-    assert derived == PLAIN_FIELD_RULES
+    assert derived == rules
     tags, tags_metadata = _constraints(model_fields["tags"].annotation, model_fields["tags"].metadata)
     assert get_origin(tags) is dict
     counts = [item for item in tags_metadata if isinstance(item, (annotated_types.MinLen, annotated_types.MaxLen))]
@@ -352,10 +368,37 @@ def test_the_parse_time_tables_are_the_models_own():
     assert [type(item) for item in tags_metadata if item not in counts] == [BeforeValidator]  # "is a mapping"
     key, value = (_string_rule(*_constraints(member)) for member in get_args(tags))
     assert (key, value) == (TAG_KEY_RULE, TAG_VALUE_RULE)
-    # The fast path knows one rule across fields (exactly one recipe); any other validator would be skipped by it.
-    decorators = CreateImageRequest.__pydantic_decorators__
-    assert decorators.model_validators.keys() == {"_exactly_one_recipe"}
+    # The fast paths know one rule across fields: exactly one recipe, for CreateImage.
+    decorators = model.__pydantic_decorators__
+    assert decorators.model_validators.keys() == ({"_exactly_one_recipe"} if model is CreateImageRequest else set())
     assert not (decorators.field_validators or decorators.validators or decorators.root_validators)
+
+
+def test_the_request_fields_are_the_models_own():
+    assert {info.alias: name for name, info in CreateImageRequest.model_fields.items()} == REQUEST_FIELDS
+
+
+PIPELINE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"team": "platform"}},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN + "/1.0.0"},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {}},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"aws:x": "v"}},
+        {"clientToken": "t" * 65, "imagePipelineArn": PIPELINE_ARN},
+        {"clientToken": "t"},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "imageRecipeArn": IMAGE_RECIPE_ARN},
+        {"clientToken": "t", "imagePipelineArn": 42},
+    ],
+)
+def test_check_pipeline_request_raises_what_the_model_raises(data):
+    source = "StartImagePipelineExecution request"
+    expected = _outcome(lambda data: validate(StartImagePipelineExecutionRequest, data, source), data)
+    assert _outcome(lambda data: check_pipeline_request(data, source), data) == expected
 
 
 def test_plain_rules_cover_every_plain_field():

@@ -52,7 +52,7 @@ def test_parsing_a_dag_loads_none_of_the_execution_machinery():
 import json, sys
 import pendulum
 from airflow.sdk import DAG
-from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
+from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator, ImageBuilderStartPipelineExecutionOperator
 from airflow_imagebuilder.sensors import ImageBuilderImageSensor
 
 arn = "arn:aws:imagebuilder:us-east-1:123456789012:"
@@ -64,7 +64,16 @@ with DAG("parse", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UT
         tags={"run": "{{ run_id }}"},
         deferrable=True,
     )
+    ImageBuilderCreateImageOperator(
+        task_id="build_with_literal_tags",
+        container_recipe_arn=arn + "container-recipe/c/1.x.x",
+        infrastructure_configuration_arn=arn + "infrastructure-configuration/i",
+        tags={"team": "platform"},
+    )
     ImageBuilderImageSensor(task_id="wait", image_build_version_arn=build.output, mode="reschedule")
+    ImageBuilderStartPipelineExecutionOperator(
+        task_id="pipeline", image_pipeline_arn=arn + "image-pipeline/nightly", tags={"team": "platform"}
+    )
 loaded = [name for name in sys.argv[1:] if "airflow_imagebuilder." + name in sys.modules]
 print(json.dumps(loaded))
 """
