@@ -1,12 +1,11 @@
-"""The CreateImage request's fields and rules, without pydantic: what DAG parsing needs.
+"""The request fields and their rules, without pydantic: what DAG parsing needs.
 
 The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them).
-:func:`check_request` checks a task's literal request at parse time: the shape most DAG files write (plain strings
-and booleans, a dict of tags, exactly one recipe) against :data:`PLAIN_FIELD_RULES` and the tag rules, a few
-times cheaper than building a model; anything else, and any value those rules reject, goes to the model, so every
-error message is the model's.  The model's module (pydantic, most of the provider's import time) is loaded only
-then.  ``tests/test_models.py``
-derives these tables from the model and checks that they agree.
+:func:`check_request` and :func:`check_pipeline_request` check a task's literal request at parse time: the shape
+most DAG files write (plain strings and booleans, a dict of tags, exactly one recipe) against plain rule tables, a
+few times cheaper than building a model; anything else, and any value those rules reject, goes to the model, so
+every error message is the model's.  The model's module (pydantic, most of the provider's import time) is loaded
+only then.  ``tests/test_models.py`` derives these tables from the models and checks that they agree.
 """
 
 from __future__ import annotations

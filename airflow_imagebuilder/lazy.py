@@ -1,8 +1,9 @@
 """Modules loaded on first use, so that DAG parsing loads only what building operators needs.
 
 A DAG processor imports the operator and hook modules but never runs a task: the retry policy, the wait step, the
-shared async clients and the pydantic request models are execution machinery, and most of the provider's import
-time.  The hook, operator and sensor modules import them from here (the real modules for type checkers)::
+shared async clients, the pydantic request models, the diagnostics and the exceptions are execution machinery, and
+most of the provider's import time.  The hook, operator and sensor modules import them from here (the real
+modules for type checkers)::
 
     if TYPE_CHECKING:
         from airflow_imagebuilder import retry, waiting
