@@ -44,11 +44,15 @@ RECEIVE_BATCH = 10
 #: receive up to :data:`MAX_RELEASE_SECONDS`, so foreign messages reach other triggerers without churning here.
 RELEASE_SECONDS = 1
 MAX_RELEASE_SECONDS = 60
+#: Seconds a received message stays hidden from other receives (asked for on each receive, whatever the queue's
+#: default, which may be 0): longer than a delete waits for company, so the message of a wait that ended is not
+#: received again meanwhile, and short enough that a triggerer that dies leaves its messages to the others soon.
+RECEIVE_VISIBILITY_SECONDS = 30
 #: DeleteMessageBatch takes at most this many entries.
 DELETE_BATCH = 10
 #: A message to delete waits this many seconds for others to share its DeleteMessageBatch (ten go at once): waits
 #: end one by one, and a call per message would cost the triggerer about as much as the polls events save.  Well
-#: inside any visibility timeout; a message that comes back anyway is deleted on sight as a late one.
+#: inside :data:`RECEIVE_VISIBILITY_SECONDS`; a message that comes back anyway is deleted on sight as a late one.
 DELETE_LINGER_SECONDS = 2.0
 #: Builds remembered as finished per consumer (their late messages are deleted).
 FINISHED_REMEMBERED = 10_000
@@ -200,6 +204,7 @@ class QueueConsumer:
                     QueueUrl=self.queue_url,
                     MaxNumberOfMessages=RECEIVE_BATCH,
                     WaitTimeSeconds=WAIT_TIME_SECONDS,
+                    VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
             except asyncio.CancelledError:

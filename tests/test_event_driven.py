@@ -202,3 +202,34 @@ def test_a_wait_on_an_image_version_arn_follows_the_events_of_its_newest_build(w
     [event] = events_of(trigger(version_arn, queue_url, safety_poll_interval=600))
     assert event["status"] == "success"
     assert len([entry for entry in emulator.journal("GetImage") if entry.image_arn in (arn, version_arn)]) == 2
+
+
+def test_a_queue_with_no_visibility_timeout_does_not_hand_a_message_back_while_its_delete_waits(moto, monkeypatch):
+    # A queue's default visibility timeout may be 0; the consumer's receive asks for its own, longer than the time a
+    # delete waits for company, so the message of a wait that ended is not received (and routed) again meanwhile.
+    from airflow_imagebuilder import events
+
+    sqs = client("sqs", moto.endpoint_url)
+    queue_url = sqs.create_queue(QueueName="no-visibility-timeout", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_uri(moto.endpoint_url, moto.endpoint_url))
+    consumer = events.QueueConsumer(events.sqs_hook("aws_default", None, None, None), queue_url)
+    ended, waiting = (f"arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.0.0/{index}" for index in (1, 2))
+    body = {
+        "source": events.EVENT_SOURCE,
+        "detail-type": events.DETAIL_TYPE,
+        "resources": [ended],
+        "detail": {"state": {"status": "AVAILABLE"}, "previous-state": {"status": "INTEGRATING"}},
+    }
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+
+    async def scenario() -> None:
+        async with consumer.subscription(waiting):  # another wait keeps the consumer receiving
+            async with consumer.subscription(ended) as inbox:
+                change = await asyncio.wait_for(inbox.get(), 30)
+                assert change.status == "AVAILABLE"
+                await consumer.delete(change)  # as the wait does once it has its outcome
+            await asyncio.sleep(events.DELETE_LINGER_SECONDS + 1)
+
+    asyncio.run(scenario())
+    assert consumer.counts["received"] == 1
+    assert consumer.counts["deleted"] == 1
