@@ -230,6 +230,9 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         for name in ("max_attempts", "in_use_attempts"):
             value = getattr(self, name)
+            if type(value) is float and value.is_integer():  # 3.0 from JSON or YAML means 3
+                value = int(value)
+                object.__setattr__(self, name, value)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"api_retry: {name} must be an integer of at least 1, got {value!r}")
         for name in ("base_delay", "max_delay", "max_elapsed"):

@@ -337,6 +337,13 @@ def test_retry_policy_rejects_unknown_keys_by_name():
         RetryPolicy.from_value({"max_tries": 3})
 
 
+def test_retry_policy_takes_integral_floats_as_counts():
+    # JSON and YAML configurations often carry 3.0 for 3; a fraction is still refused (see test_bad_input).
+    policy = RetryPolicy.from_value({"max_attempts": 3.0, "in_use_attempts": 2.0, "base_delay": 0.5})
+    assert (policy.max_attempts, policy.in_use_attempts, policy.base_delay) == (3, 2, 0.5)
+    assert type(policy.max_attempts) is int and type(policy.in_use_attempts) is int
+
+
 def test_a_whole_build_timeline_is_decided_without_a_clock():
     timeline = itertools.count()
     steps = [
