@@ -120,24 +120,24 @@ def _plain_fields(data: dict[str, Any], rules: dict[str, PlainRule], required: f
             if type(value) is not bool:
                 return False
         elif rule is not None:
-            if not _plain_string(value, rule):
+            if not plain_string(value, rule):
                 return False
-        elif name != "tags" or not _plain_tags(value):
+        elif name != "tags" or not plain_tags(value):
             return False
     return True
 
 
-def _plain_tags(tags: Any) -> bool:
+def plain_tags(tags: Any) -> bool:
+    """True when ``tags`` is a dict of 1 to :data:`MAX_TAGS` ASCII keys and values, each passing its rule."""
     return (
         type(tags) is dict
         and 1 <= len(tags) <= MAX_TAGS
-        and all(
-            _plain_string(key, TAG_KEY_RULE) and _plain_string(value, TAG_VALUE_RULE) for key, value in tags.items()
-        )
+        and all(plain_string(key, TAG_KEY_RULE) and plain_string(value, TAG_VALUE_RULE) for key, value in tags.items())
     )
 
 
-def _plain_string(value: Any, rule: tuple[str | None, int, int]) -> bool:
+def plain_string(value: Any, rule: tuple[str | None, int, int]) -> bool:
+    """True when ``value`` is an ASCII string of the rule's length whose pattern (if any) matches."""
     if type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
         return False
     pattern, low, high = rule

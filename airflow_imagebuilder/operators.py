@@ -16,7 +16,14 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.fields import REQUEST_FIELDS, check_pipeline_request, check_request
+from airflow_imagebuilder.fields import (
+    PLAIN_FIELD_RULES,
+    REQUEST_FIELDS,
+    check_pipeline_request,
+    check_request,
+    plain_string,
+    plain_tags,
+)
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 from airflow_imagebuilder.states import (
@@ -80,6 +87,42 @@ def is_literal(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_literal(item) for item in value)
     return not hasattr(value, "resolve")
+
+
+#: (attribute, plain rule or None, names a recipe) of each CreateImage field but tags, for the one-pass check.
+_PLAIN_ATTRIBUTES = tuple(
+    (attribute, PLAIN_FIELD_RULES.get(name), name in _RECIPES)
+    for name, attribute in REQUEST_FIELDS.items()
+    if name != "tags"
+)
+
+
+def _plainly_valid_literals(attributes: dict[str, Any]) -> bool:
+    """The parse-time check of the shape most DAG files write, in one pass over the operator's attributes: True
+    when each request field is unset, a templated string (checked after rendering) or a plain value its rule
+    accepts, the infrastructure is set, exactly one recipe is, and the tags are templated or plain.  False means
+    "build the literal request and let check_request decide", not "invalid"."""
+    recipes = 0
+    for attribute, rule, recipe in _PLAIN_ATTRIBUTES:
+        value = attributes[attribute]
+        if value is None:
+            continue
+        if rule is bool:
+            if type(value) is not bool:
+                return False
+        elif (
+            rule is None
+            or type(value) is not str
+            or (("{{" not in value and "{%" not in value) and not plain_string(value, rule))
+        ):
+            return False
+        recipes += recipe
+    tags = attributes["tags"]
+    return (
+        recipes == 1
+        and attributes["infrastructure_configuration_arn"] is not None
+        and (tags is None or not is_literal(tags) or plain_tags(tags))
+    )
 
 
 #: Defaults of the arguments every image build operator takes (see :class:`ImageBuildOperator`).
@@ -462,6 +505,8 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         data: dict[str, Any] = {}
         templated_recipe = None
         attributes = vars(self)
+        if _plainly_valid_literals(attributes):
+            return
         for name, attribute in REQUEST_FIELDS.items():
             value = attributes[attribute]
             if value is None:

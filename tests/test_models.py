@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import string
 import sys
-from types import NoneType, UnionType
+from types import NoneType, SimpleNamespace, UnionType
 from typing import Annotated, Union, get_args, get_origin
+from unittest import mock
 
 import annotated_types
 import botocore.serialize
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import BeforeValidator
 from pydantic.fields import FieldInfo
 
+from airflow_imagebuilder import operators
 from airflow_imagebuilder.fields import (
     MAX_TAGS,
     PIPELINE_FIELD_RULES,
@@ -467,3 +469,43 @@ def test_check_request_agrees_with_the_model_on_plain_requests(data):
     assert _outcome(check_request, data) == _outcome(validate_request, data)
     if plainly_valid(data):
         validate_request(data)
+
+
+def _operator_attributes(data, templated):
+    """An operator's request attributes for the API-named ``data``, the fields in ``templated`` as Jinja."""
+    attributes = dict.fromkeys(REQUEST_FIELDS.values())
+    for name, value in data.items():
+        attributes[REQUEST_FIELDS[name]] = "{{ params.value }}" if name in templated else value
+    return attributes
+
+
+def _full_parse_time_check(attributes):
+    """The operator's parse-time check without its one-pass shortcut."""
+    owner = SimpleNamespace(task_id="build", **attributes)
+    with mock.patch.object(operators, "_plainly_valid_literals", return_value=False):
+        operators.ImageBuilderCreateImageOperator._validate_literal_fields(owner)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_plain_requests(), st.sets(st.sampled_from(sorted(REQUEST_FIELDS)), max_size=3))
+def test_the_operators_one_pass_check_passes_only_what_the_full_check_passes(data, templated):
+    attributes = _operator_attributes(data, templated)
+    if operators._plainly_valid_literals(attributes):
+        _full_parse_time_check(attributes)
+
+
+@pytest.mark.parametrize(
+    "templated",
+    [set(), {"imageRecipeArn"}, {"tags"}, {"clientToken", "infrastructureConfigurationArn"}],
+)
+def test_the_operators_one_pass_check_takes_the_common_shapes(templated):
+    data = {**VALID, "tags": {"team": "images"}, "enhancedImageMetadataEnabled": True}
+    assert operators._plainly_valid_literals(_operator_attributes(data, templated))
+    # ...and leaves any other shape to the full check: a dict field, a bool field templated, two recipes.
+    for other in ({"workflows": []}, {"enhancedImageMetadataEnabled": "{{ x }}"}, {"containerRecipeArn": "x"}):
+        assert not operators._plainly_valid_literals(
+            {
+                **_operator_attributes(data, templated),
+                **{REQUEST_FIELDS.get(name, name): value for name, value in other.items()},
+            }
+        )
