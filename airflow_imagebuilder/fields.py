@@ -1,6 +1,9 @@
 """The request fields and their rules, without pydantic: what DAG parsing needs.
 
-The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them).
+The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them) written for
+Python: the service's are ECMA 262 regular expressions (Smithy's ``@pattern`` trait), whose ``$`` matches only at
+the end of the input (Python's ``$`` also before a final newline: ``\\Z`` here) and whose ``\\s`` is
+:data:`ECMA_SPACE`.
 :func:`check_request` and :func:`check_pipeline_request` check a task's literal request at parse time: the shape
 most DAG files write (plain strings and booleans, a dict of tags, exactly one recipe) against plain rule tables, a
 few times cheaper than building a model; anything else, and any value those rules reject, goes to the model, so
@@ -15,23 +18,26 @@ import sys
 from typing import Any
 
 _ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
-_VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
+_VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)\Z"
 
 IMAGE_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"image-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
 CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + _VERSION_WITH_WILDCARDS
-DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+$"
-INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+$"
-IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+$"
-EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+$"
-TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$"
+DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+\Z"
+INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+\Z"
+IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+\Z"
+EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+\Z"
+#: What ECMA 262's ``\s`` matches (WhiteSpace and LineTerminator), as character class contents; Python's ``\s``
+#: also matches \x1c-\x1f and \x85 and not \ufeff.
+ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+TAG_KEY_PATTERN = r"^(?!aws:)[a-zA-Z0-9" + ECMA_SPACE + r"_.:/=+\-@]*\Z"
 WORKFLOW_ARN_PATTERN = (
     r"^arn:aws(?:-[a-z]+)*:imagebuilder:[a-z]{2,}(?:-[a-z]+)+-[0-9]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):"
     r"workflow/(build|test|distribution)/[a-z0-9-_]+/"
-    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))\Z"
 )
-PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}$"
-LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}$"
-NO_NUL_PATTERN = r"^[^\x00]*$"
+PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}\Z"
+LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}\Z"
+NO_NUL_PATTERN = r"^[^\x00]*\Z"
 
 MAX_TAGS = 50
 MAX_TAG_KEY = 128

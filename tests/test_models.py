@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import string
 import sys
 from types import NoneType, SimpleNamespace, UnionType
@@ -21,7 +22,10 @@ from pydantic.fields import FieldInfo
 
 from airflow_imagebuilder import operators
 from airflow_imagebuilder.fields import (
+    ECMA_SPACE,
+    LOG_GROUP_NAME_PATTERN,
     MAX_TAGS,
+    PARALLEL_GROUP_PATTERN,
     PIPELINE_FIELD_RULES,
     PIPELINE_REQUIRED_FIELDS,
     PLAIN_FIELD_RULES,
@@ -29,6 +33,7 @@ from airflow_imagebuilder.fields import (
     REQUIRED_FIELDS,
     TAG_KEY_RULE,
     TAG_VALUE_RULE,
+    WORKFLOW_ARN_PATTERN,
     check_pipeline_request,
     check_request,
     plainly_valid,
@@ -40,7 +45,7 @@ from airflow_imagebuilder.models import (
     validate,
     validate_request,
 )
-from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
+from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes, python_pattern
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
 VALID = {
@@ -154,6 +159,7 @@ RULES = [
     ("tags", {"tags": {}}, "at least 1"),
     ("tags", {"tags": {f"k{i}": "v" for i in range(51)}}, "at most 50"),
     ("tags", {"tags": {"aws:reserved": "v"}}, "pattern"),
+    ("tags", {"tags": {"unit\x1f": "v"}}, "pattern"),  # a space to Python's \s, not to ECMA's
     ("tags", {"tags": {"": "v"}}, "at least 1"),
     ("tags", {"tags": {"k" * 129: "v"}}, "at most 128"),
     ("tags", {"tags": {"bad#key": "v"}}, "pattern"),
@@ -188,6 +194,15 @@ RULES = [
     ("loggingConfiguration", {"loggingConfiguration": {"logGroupName": "bad group"}}, "pattern"),
     ("loggingConfiguration", {"loggingConfiguration": {"logGroupName": ""}}, "at least 1"),
     ("unknown", {"imageRecipeARN": IMAGE_RECIPE_ARN}, "not a field of CreateImage"),
+    # The service's patterns are ECMA 262, whose $ does not match before a final newline as Python's does.
+    ("imageRecipeArn", {"imageRecipeArn": IMAGE_RECIPE_ARN + "\n"}, "pattern"),
+    ("containerRecipeArn", {"imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN + "\n"}, "pattern"),
+    ("infrastructureConfigurationArn", {"infrastructureConfigurationArn": INFRASTRUCTURE_ARN + "\n"}, "pattern"),
+    ("distributionConfigurationArn", {"distributionConfigurationArn": DISTRIBUTION_ARN + "\n"}, "pattern"),
+    ("executionRole", {"executionRole": "ImageBuilderExecution\n"}, "pattern"),
+    ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN + "\n"}]}, "pattern"),
+    ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "parallelGroup": "group\n"}]}, "pattern"),
+    ("loggingConfiguration", {"loggingConfiguration": {"logGroupName": "group\n"}}, "pattern"),
 ]
 
 
@@ -376,6 +391,36 @@ def test_the_parse_time_tables_are_the_models_own(model, rules, required):
     assert not (decorators.field_validators or decorators.validators or decorators.root_validators)
 
 
+@pytest.mark.parametrize(
+    ("ecma", "python", "matches", "misses"),
+    [
+        (r"^a$", r"^a\Z", ["a"], ["a\n", "ab"]),
+        (r"^[\w+=]+$", r"^[A-Za-z0-9_+=]+\Z", ["a_1+="], ["é", "a-b"]),
+        (r"^\s\d$", r"^[" + ECMA_SPACE + r"][0-9]\Z", [" 1", "\ufeff2"], ["\x1f1", "\x851", " \u0661"]),
+        (r"^[$]\$$", r"^[$]\$\Z", ["$$"], ["$$\n"]),
+    ],
+)
+def test_service_patterns_read_as_ecma_262_says(ecma, python, matches, misses):
+    assert python_pattern(ecma) == python
+    compiled = re.compile(python)
+    assert all(compiled.search(value) for value in matches)
+    assert not any(compiled.search(value) for value in misses)
+
+
+def test_the_patterns_are_the_service_models_own():
+    # botocore's patterns are ECMA 262 ($: end of input only); fields.py holds them as Python regexes (\\Z for $).
+    members = {**operation_shapes("StartImagePipelineExecution")[0].members, **INPUT_SHAPE.members}
+    for name, rule in {**PLAIN_FIELD_RULES, **PIPELINE_FIELD_RULES}.items():
+        if isinstance(rule, tuple) and rule[0] is not None:
+            assert rule[0] == python_pattern(members[name].metadata["pattern"]), name
+    assert TAG_KEY_RULE[0] == python_pattern(members["tags"].key.metadata["pattern"])
+    workflow = members["workflows"].member.members
+    assert python_pattern(workflow["workflowArn"].metadata["pattern"]) == WORKFLOW_ARN_PATTERN
+    assert python_pattern(workflow["parallelGroup"].metadata["pattern"]) == PARALLEL_GROUP_PATTERN
+    logging = members["loggingConfiguration"].members
+    assert python_pattern(logging["logGroupName"].metadata["pattern"]) == LOG_GROUP_NAME_PATTERN
+
+
 def test_the_request_fields_are_the_models_own():
     assert {info.alias: name for name, info in CreateImageRequest.model_fields.items()} == REQUEST_FIELDS
 
@@ -389,6 +434,7 @@ PIPELINE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/night
         {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN},
         {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"team": "platform"}},
         {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN + "/1.0.0"},
+        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN + "\n"},
         {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {}},
         {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"aws:x": "v"}},
         {"clientToken": "t" * 65, "imagePipelineArn": PIPELINE_ARN},

@@ -30,10 +30,10 @@ FINAL_STATUSES = frozenset({"AVAILABLE", "FAILED", "CANCELLED"})
 ARN = re.compile(
     r"^arn:(?P<partition>aws[^:]*):imagebuilder:(?P<region>[^:]+):(?P<account>[0-9]{12}|aws[^:]*):"
     r"(?P<kind>image-recipe|container-recipe|infrastructure-configuration|distribution-configuration|"
-    r"image-pipeline|image)/(?P<name>[a-z0-9-_]+)(?:/(?P<version>[0-9x]+\.[0-9x]+\.[0-9x]+)(?:/(?P<build>[0-9]+))?)?$"
+    r"image-pipeline|image)/(?P<name>[a-z0-9-_]+)(?:/(?P<version>[0-9x]+\.[0-9x]+\.[0-9x]+)(?:/(?P<build>[0-9]+))?)?\Z"
 )
-#: The service's ResourceName rule (3-128 characters).
-RESOURCE_NAME = re.compile(r"^[-_A-Za-z-0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z-0-9]$")
+#: The service's ResourceName rule (3-128 characters).  ``\Z``, not ``$``: see ``shapes.python_pattern``.
+RESOURCE_NAME = re.compile(r"^[-_A-Za-z-0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z-0-9]\Z")
 DEFAULT_PARENT_IMAGE = "arn:{partition}:imagebuilder:{region}:aws:image/amazon-linux-2023-x86/x.x.x"
 DEFAULT_COMPONENT = "arn:{partition}:imagebuilder:{region}:aws:component/update-linux/x.x.x"
 DEFAULT_INSTANCE_PROFILE = "EC2InstanceProfileForImageBuilder"

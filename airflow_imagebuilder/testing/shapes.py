@@ -15,6 +15,8 @@ from typing import Any
 import botocore.session
 from botocore.model import Shape
 
+from airflow_imagebuilder.fields import ECMA_SPACE
+
 
 @functools.lru_cache(maxsize=1)
 def service_model():  # type: ignore[no-untyped-def]
@@ -22,9 +24,41 @@ def service_model():  # type: ignore[no-untyped-def]
     return botocore.session.get_session().get_service_model("imagebuilder")
 
 
+#: ECMA 262's character class escapes, as Python character class contents.
+_ECMA_CLASSES = {"s": ECMA_SPACE, "w": "A-Za-z0-9_", "d": "0-9"}
+
+
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    return re.compile(python_pattern(pattern))
+
+
+def python_pattern(pattern: str) -> str:
+    """A service model pattern (ECMA 262, as Smithy's ``@pattern`` trait says) as a Python regex for ``search()``.
+
+    Where the two dialects differ on what these patterns use: ECMA's ``$`` (without the ``m`` flag) matches only at
+    the end of the input, Python's also before a final newline, so each ``$`` outside a character class becomes
+    ``\\Z``; ECMA's ``\\s``, ``\\w`` and ``\\d`` are narrower than Python's (which match other Unicode spaces,
+    letters and digits), so they become their ECMA sets.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+            if char in _ECMA_CLASSES:
+                out.pop()  # the backslash
+                char = _ECMA_CLASSES[char] if in_class else f"[{_ECMA_CLASSES[char]}]"
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+    return "".join(out)
 
 
 def operation_shapes(operation: str) -> tuple[Shape, Shape]:
