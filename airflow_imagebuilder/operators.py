@@ -3,18 +3,21 @@
 :class:`ImageBuildOperator` holds what every such operator shares: the client token walk, the wait (sync or
 deferred), the outputs, cancel on kill.  A subclass says which request it renders and which call starts the build;
 its ``__init__`` lists the arguments every image build operator takes, stores them with the request fields in one
-``vars(self).update(...)`` and calls ``_check_build_arguments`` (see :class:`ImageBuildOperator`).
+``vars(self).update(...)`` and calls ``_check_arguments`` (see :class:`ImageBuildOperator`), which ``partial()`` /
+``expand()`` also run on each mapped task's literal arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
+from airflow.sdk.definitions.mappedoperator import OperatorPartial  # loaded with BaseOperator: no import cost
 
 from airflow_imagebuilder.fields import (
     PLAIN_FIELD_RULES,
@@ -36,6 +39,7 @@ from airflow_imagebuilder.states import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, retry, triggers, waiting
     from airflow_imagebuilder import token as client_tokens
@@ -87,6 +91,70 @@ def is_literal(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_literal(item) for item in value)
     return not hasattr(value, "resolve")
+
+
+class _Mapped:
+    """An argument a mapped task takes from a value known only when it runs (an XComArg, or any argument of an
+    ``expand_kwargs()`` over an XComArg).  It has ``resolve``, so :func:`is_literal` is False for it."""
+
+    __slots__ = ()
+
+    def resolve(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - only marks the value as unknown
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return "<mapped>"
+
+
+#: Stands in for a mapped argument whose values are known only when the task runs (see :class:`_Mapped`).
+MAPPED: Any = _Mapped()
+
+
+def _unknown_if_resolvable(value: Any) -> Any:
+    return MAPPED if hasattr(value, "resolve") else value
+
+
+def _expand_candidates(mapped_kwargs: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(where, mapped arguments) to check for ``expand(**mapped_kwargs)``: every mapped argument unknown, then each
+    element of a literal list in its place (the others unknown)."""
+    unknown = dict.fromkeys(mapped_kwargs, MAPPED)
+    yield "", unknown
+    for name, values in mapped_kwargs.items():
+        if isinstance(values, (list, tuple)):
+            for index, value in enumerate(values):
+                yield f" ({name}[{index}] of expand())", {**unknown, name: _unknown_if_resolvable(value)}
+
+
+def _expand_kwargs_candidates(kwargs: Any) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(where, mapped arguments) to check for ``expand_kwargs(kwargs)``: each literal dict of a literal list; None
+    (every argument not given to ``partial()`` unknown) for an XComArg."""
+    if not isinstance(kwargs, (list, tuple)):
+        yield "", None
+        return
+    for index, item in enumerate(kwargs):
+        where = f" (item {index} of expand_kwargs())"
+        if isinstance(item, Mapping):
+            yield where, {name: _unknown_if_resolvable(value) for name, value in item.items()}
+        else:
+            yield where, None
+
+
+class _CheckedOperatorPartial(OperatorPartial):
+    """What ``partial()`` of an image build operator returns: Airflow's, whose ``expand()`` and
+    ``expand_kwargs()`` then check the arguments of the tasks they map, as far as the DAG file states them (Airflow
+    calls a mapped task's ``__init__`` only when the task runs)."""
+
+    __slots__ = ()
+
+    def expand(self, **mapped_kwargs: Any) -> MappedOperator:
+        mapped = super().expand(**mapped_kwargs)
+        self.operator_class._check_mapped(self.kwargs, _expand_candidates(mapped_kwargs))  # type: ignore[attr-defined]
+        return mapped
+
+    def expand_kwargs(self, kwargs: Any, *, strict: bool = True) -> MappedOperator:
+        mapped = super().expand_kwargs(kwargs, strict=strict)
+        self.operator_class._check_mapped(self.kwargs, _expand_kwargs_candidates(kwargs))  # type: ignore[attr-defined]
+        return mapped
 
 
 #: (attribute, plain rule or None, names a recipe) of each CreateImage field but tags, for the one-pass check.
@@ -180,7 +248,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     #: The API operation that starts a build (for logs and messages).
     start_operation = ""
 
-    # Instance attributes, stored by the subclass's __init__ in one update (see _check_build_arguments).
+    # Instance attributes, stored by the subclass's __init__ in one update (see _check_arguments).
     client_token: str | None
     force_rebuild: bool
     wait_for_completion: bool
@@ -198,30 +266,85 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     # which copies the DAG's params and merges default_args on every call, about 6 microseconds (5% of
     # constructing the operator) per layer and per task.  Each subclass's __init__ lists the keyword arguments
     # documented above (so default_args and partial()/expand() see them), stores them all with one
-    # ``vars(self).update(...)`` and calls _check_build_arguments.  One dict update instead of an assignment per
+    # ``vars(self).update(...)`` and calls _check_arguments.  One dict update instead of an assignment per
     # argument: BaseOperator.__setattr__ costs a few microseconds per attribute (converter lookup, init-kwargs
     # tracking), about 8% of constructing this operator.  Nothing it does applies here: no converters for these
     # names, the init kwargs already hold these values, and XComArg dependencies of template fields are collected
     # after __init__.
-    def _check_build_arguments(self) -> None:
-        """Check the arguments every image build operator shares."""
-        if self.api_retry is not None:
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
+        """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
+        mapped tasks when the DAG is parsed, as ``__init__`` does for a task that is not mapped."""
+        partial = super().partial(**kwargs)
+        if type(partial) is OperatorPartial:  # as in Airflow 3.1 to 3.3; anything else is left as it is
+            partial.__class__ = _CheckedOperatorPartial  # a subclass without slots of its own: the same object
+        return partial
+
+    @classmethod
+    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
+        """Check the arguments of ``__init__`` (``values``, by name) as far as they are known: a :data:`MAPPED`
+        one only when the task runs.  ``where`` follows the task id in messages (which element of an expansion)."""
+        api_retry = values["api_retry"]
+        if api_retry is not None and api_retry is not MAPPED:
             try:
-                retry.RetryPolicy.from_value(self.api_retry)
+                retry.RetryPolicy.from_value(api_retry)
             except (TypeError, ValueError) as error:
-                raise ValueError(f"{self.task_id}: {error}") from None
-        if self.max_finding_severity is not None:
-            diagnostics.check_gate_severity(self.max_finding_severity, self.task_id)
-            if not self.wait_for_completion:
+                raise ValueError(f"{task_id}{where}: {error}") from None
+        max_finding_severity = values["max_finding_severity"]
+        if max_finding_severity is not None and max_finding_severity is not MAPPED:
+            diagnostics.check_gate_severity(max_finding_severity, task_id + where)
+            if values["wait_for_completion"] is not MAPPED and not values["wait_for_completion"]:
                 raise ValueError(
-                    f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the "
+                    f"{task_id}{where}: max_finding_severity needs wait_for_completion=True (the gate judges the "
                     "image once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
                 )
-        if self.force_rebuild and self.client_token is not None:
+        force_rebuild, client_token = values["force_rebuild"], values["client_token"]
+        if force_rebuild is not MAPPED and force_rebuild and client_token not in (None, MAPPED):
             raise ValueError(
-                f"{self.task_id}: force_rebuild=True needs a derived client token; a fixed client_token always "
+                f"{task_id}{where}: force_rebuild=True needs a derived client token; a fixed client_token always "
                 "names the same build. Drop client_token or force_rebuild."
             )
+
+    @classmethod
+    def _check_mapped(
+        cls, partial_kwargs: Mapping[str, Any], candidates: Iterator[tuple[str, dict[str, Any] | None]]
+    ) -> None:
+        """Run :meth:`_check_arguments` on the arguments mapped tasks will get, for each candidate of an expansion:
+        (where, the mapped arguments, or None when any argument not given to ``partial()`` may be mapped).
+
+        Each argument comes from where Airflow takes it when it creates a mapped task (``MappedOperator.unmap``
+        calls ``__init__``): the expansion, ``partial()``, the DAG's and task group's ``default_args``, then the
+        default of ``__init__``.
+        """
+        dag, group = partial_kwargs.get("dag"), partial_kwargs.get("task_group")
+        default_args: dict[str, Any] = {}
+        if dag is not None:
+            default_args.update(dag.default_args or {})
+            if group is not None:
+                default_args.update(group.default_args or {})
+        parameters = [
+            parameter
+            for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and parameter.kind is parameter.KEYWORD_ONLY
+        ]
+        task_id = partial_kwargs["task_id"]
+        for where, mapped in candidates:
+            values: dict[str, Any] = {}
+            for parameter in parameters:
+                name = parameter.name
+                if mapped is not None and name in mapped:
+                    values[name] = mapped[name]
+                elif name in partial_kwargs:
+                    values[name] = partial_kwargs[name]
+                elif mapped is None:
+                    values[name] = MAPPED
+                elif name in default_args:
+                    values[name] = default_args[name]
+                elif parameter.default is not parameter.empty:
+                    values[name] = parameter.default
+                else:  # what __init__ would raise when the task runs
+                    raise TypeError(f"{cls.__name__}.partial(): missing keyword argument {name!r} ({task_id})")
+            cls._check_arguments(task_id, values, where)
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
@@ -409,7 +532,7 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
     }
     start_operation = "CreateImage"
 
-    # Instance attributes, stored by __init__ in one update (see ImageBuildOperator._check_build_arguments).
+    # Instance attributes, stored by __init__ in one update (see ImageBuildOperator._check_arguments).
     infrastructure_configuration_arn: str
     image_recipe_arn: str | None
     container_recipe_arn: str | None
@@ -476,14 +599,19 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
             safety_poll_interval=safety_poll_interval,
             _in_flight_arn=None,
         )
-        self._check_build_arguments()
-        self._validate_literal_fields()
-        if max_finding_severity := self.max_finding_severity:
-            configuration = self.image_scanning_configuration
+        self._check_arguments(self.task_id, vars(self))
+
+    @classmethod
+    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
+        super()._check_arguments(task_id, values, where)
+        cls._validate_literal_fields(values, f"CreateImage request of task {task_id!r}{where}")
+        max_finding_severity = values["max_finding_severity"]
+        if max_finding_severity and max_finding_severity is not MAPPED:
+            configuration = values["image_scanning_configuration"]
             if is_literal(configuration) and not diagnostics.scanning_enabled(configuration):
                 raise exceptions.ImageScanningNotEnabledError(
                     diagnostics.scanning_required_message(
-                        self.task_id, max_finding_severity, "image_scanning_configuration"
+                        task_id + where, max_finding_severity, "image_scanning_configuration"
                     )
                 )
 
@@ -500,11 +628,11 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         """Current values of the request fields, by API name (None means "not set")."""
         return {api_name: getattr(self, attribute) for api_name, attribute in REQUEST_FIELDS.items()}
 
-    def _validate_literal_fields(self) -> None:
-        """Check literal values at DAG parse time; templated ones are checked after rendering."""
+    @staticmethod
+    def _validate_literal_fields(attributes: dict[str, Any], source: str) -> None:
+        """Check literal values at DAG parse time; templated (and mapped) ones are checked after rendering."""
         data: dict[str, Any] = {}
         templated_recipe = None
-        attributes = vars(self)
         if _plainly_valid_literals(attributes):
             return
         for name, attribute in REQUEST_FIELDS.items():
@@ -521,7 +649,7 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
             # Both recipes given, one templated: whether both end up set is known after rendering.
             del data[templated_recipe]
         data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        check_request(data, source=f"CreateImage request of task {self.task_id!r}")
+        check_request(data, source=source)
 
     def _rendered_request(self) -> dict[str, Any]:
         data = {name: value for name, value in self._request_values().items() if value is not None}
@@ -604,12 +732,20 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
             safety_poll_interval=safety_poll_interval,
             _in_flight_arn=None,
         )
-        self._check_build_arguments()
-        values = {"imagePipelineArn": image_pipeline_arn, "tags": tags, "clientToken": self.client_token}
-        literal = {name: value for name, value in values.items() if value is not None and is_literal(value)}
+        self._check_arguments(self.task_id, vars(self))
+
+    @classmethod
+    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
+        super()._check_arguments(task_id, values, where)
+        request = {
+            "imagePipelineArn": values["image_pipeline_arn"],
+            "tags": values["tags"],
+            "clientToken": values["client_token"],
+        }
+        literal = {name: value for name, value in request.items() if value is not None and is_literal(value)}
         literal.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])
         literal.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        check_pipeline_request(literal, self._source)
+        check_pipeline_request(literal, f"StartImagePipelineExecution request of task {task_id!r}{where}")
 
     @property
     def _source(self) -> str:

@@ -6,7 +6,7 @@ import functools
 import re
 import string
 import sys
-from types import NoneType, SimpleNamespace, UnionType
+from types import NoneType, UnionType
 from typing import Annotated, Union, get_args, get_origin
 from unittest import mock
 
@@ -527,9 +527,8 @@ def _operator_attributes(data, templated):
 
 def _full_parse_time_check(attributes):
     """The operator's parse-time check without its one-pass shortcut."""
-    owner = SimpleNamespace(task_id="build", **attributes)
     with mock.patch.object(operators, "_plainly_valid_literals", return_value=False):
-        operators.ImageBuilderCreateImageOperator._validate_literal_fields(owner)
+        operators.ImageBuilderCreateImageOperator._validate_literal_fields(attributes, "CreateImage request")
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -446,7 +446,7 @@ def test_the_shared_arguments_come_from_default_args_and_are_known_to_partial(op
     shared = {"waiter_delay": 5, "waiter_max_attempts": 7, "cancel_on_kill": False, "api_retry": {"max_attempts": 2}}
     with DAG("shared_arguments", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args=shared):
         operator = operator_class(task_id="t", **request)
-        mapped = operator_class.partial(task_id="m", force_rebuild=True, **shared).expand(tags=[{"k": "v"}])
+        mapped = operator_class.partial(task_id="m", force_rebuild=True, **request, **shared).expand(tags=[{"k": "v"}])
     assert {name: getattr(operator, name) for name in shared} == shared
     assert (operator.force_rebuild, operator.client_token, operator._in_flight_arn) == (False, None, None)
     assert mapped.partial_kwargs["force_rebuild"] is True
