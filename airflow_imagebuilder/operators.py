@@ -276,7 +276,13 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
         mapped tasks when the DAG is parsed, as ``__init__`` does for a task that is not mapped."""
         partial = super().partial(**kwargs)
-        if type(partial) is OperatorPartial:  # as in Airflow 3.1 to 3.3; anything else is left as it is
+        # Only for the provider's own __init__ signatures: a subclass with an __init__ of its own may take its
+        # arguments otherwise (through **kwargs, or values it sets itself), which only it can check, when it runs.
+        own = cls.__init__ in (
+            ImageBuilderCreateImageOperator.__init__,
+            ImageBuilderStartPipelineExecutionOperator.__init__,
+        )
+        if own and type(partial) is OperatorPartial:  # as in Airflow 3.1 to 3.3; anything else is left as it is
             partial.__class__ = _CheckedOperatorPartial  # a subclass without slots of its own: the same object
         return partial
 

@@ -105,3 +105,25 @@ def test_airflow_checks_its_own_rules_first():
         ImageBuilderCreateImageOperator.partial(
             task_id="build", infrastructure_configuration_arn=INFRASTRUCTURE_ARN, image_recipe_arn=BAD_RECIPE
         ).expand(recipe=[IMAGE_RECIPE_ARN])
+
+
+def test_a_subclass_with_an_init_of_its_own_is_left_to_its_init():
+    # Its arguments may come otherwise than through the provider's signature: here a default it sets itself.
+    class GoldenBuild(ImageBuilderCreateImageOperator):
+        def __init__(self, *, shard: str = "0", **kwargs):
+            kwargs.setdefault("infrastructure_configuration_arn", INFRASTRUCTURE_ARN)
+            super().__init__(tags={"shard": shard}, **kwargs)
+
+    class Checked(ImageBuilderCreateImageOperator):  # no __init__ of its own: the provider's checks apply
+        pass
+
+    with _dag() as dag:
+        GoldenBuild.partial(task_id="golden").expand(image_recipe_arn=[IMAGE_RECIPE_ARN])
+        with pytest.raises(InvalidCreateImageRequest, match=r"\(image_recipe_arn\[0\] of expand\(\)\)"):
+            Checked.partial(task_id="checked", infrastructure_configuration_arn=INFRASTRUCTURE_ARN).expand(
+                image_recipe_arn=[BAD_RECIPE]
+            )
+    golden = dag.task_dict["golden"].unmap({"image_recipe_arn": IMAGE_RECIPE_ARN})
+    assert (golden.infrastructure_configuration_arn, golden.tags) == (INFRASTRUCTURE_ARN, {"shard": "0"})
+    with pytest.raises(InvalidCreateImageRequest, match="imageRecipeArn"):  # and its __init__ checks at run time
+        dag.task_dict["golden"].unmap({"image_recipe_arn": BAD_RECIPE})
