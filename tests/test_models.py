@@ -398,6 +398,8 @@ def test_the_parse_time_tables_are_the_models_own(model, rules, required):
         (r"^[\w+=]+$", r"^[A-Za-z0-9_+=]+\Z", ["a_1+="], ["é", "a-b"]),
         (r"^\s\d$", r"^[" + ECMA_SPACE + r"][0-9]\Z", [" 1", "\ufeff2"], ["\x1f1", "\x851", " \u0661"]),
         (r"^[$]\$$", r"^[$]\$\Z", ["$$"], ["$$\n"]),
+        (r"^a.b$", r"^a[^\n\r\u2028\u2029]b\Z", ["a b", "a\x85b"], ["a\rb", "a\u2028b"]),
+        (r"^\S[\w-.]$", r"^[^" + ECMA_SPACE + r"][A-Za-z0-9_\-.]$".replace("$", "\\Z"), ["a-", "\x1f."], [" a", "aé"]),
     ],
 )
 def test_service_patterns_read_as_ecma_262_says(ecma, python, matches, misses):
@@ -405,6 +407,12 @@ def test_service_patterns_read_as_ecma_262_says(ecma, python, matches, misses):
     compiled = re.compile(python)
     assert all(compiled.search(value) for value in matches)
     assert not any(compiled.search(value) for value in misses)
+
+
+@pytest.mark.parametrize("pattern", [r"[]a]", r"[^]", r"[\S]"])
+def test_service_patterns_without_a_plain_python_reading_are_refused(pattern):
+    with pytest.raises(ValueError, match="not translated"):
+        python_pattern(pattern)
 
 
 def test_the_patterns_are_the_service_models_own():

@@ -36,28 +36,42 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def python_pattern(pattern: str) -> str:
     """A service model pattern (ECMA 262, as Smithy's ``@pattern`` trait says) as a Python regex for ``search()``.
 
-    Where the two dialects differ on what these patterns use: ECMA's ``$`` (without the ``m`` flag) matches only at
-    the end of the input, Python's also before a final newline, so each ``$`` outside a character class becomes
-    ``\\Z``; ECMA's ``\\s``, ``\\w`` and ``\\d`` are narrower than Python's (which match other Unicode spaces,
-    letters and digits), so they become their ECMA sets.
+    Where the two dialects differ: ECMA's ``$`` (without the ``m`` flag) matches only at the end of the input,
+    Python's also before a final newline, so ``$`` becomes ``\\Z``; ECMA's ``.`` matches no line terminator
+    (``\\r``, ``\\u2028`` and ``\\u2029`` included); ECMA's ``\\s``, ``\\w`` and ``\\d`` (and their complements)
+    are narrower than Python's, which match other Unicode spaces, letters and digits, so they become their ECMA sets.
+    What reads differently and has no simple Python form (a complement inside a class, ``[]`` and ``[^]``) raises
+    ValueError rather than being matched another way.
     """
     out: list[str] = []
-    in_class = escaped = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-            if char in _ECMA_CLASSES:
-                out.pop()  # the backslash
-                char = _ECMA_CLASSES[char] if in_class else f"[{_ECMA_CLASSES[char]}]"
-        elif char == "\\":
-            escaped = True
+    index, in_class, after_set = 0, False, False
+    while index < len(pattern):
+        char = pattern[index]
+        index += 1
+        was_after_set, after_set = after_set, False
+        if char == "\\" and index < len(pattern):
+            escape = pattern[index]
+            index += 1
+            if escape.lower() not in _ECMA_CLASSES:
+                out.append(char + escape)
+            elif in_class and escape.isupper():
+                raise ValueError(f"pattern {pattern!r}: \\{escape} inside a character class is not translated")
+            elif in_class:
+                out.append(_ECMA_CLASSES[escape])
+                after_set = True
+            else:
+                out.append(f"[{'^' if escape.isupper() else ''}{_ECMA_CLASSES[escape.lower()]}]")
         elif in_class:
             in_class = char != "]"
+            out.append("\\-" if char == "-" and was_after_set else char)  # ECMA: a literal "-" after a class escape
         elif char == "[":
+            negated = pattern.startswith("^", index)
+            if pattern.startswith("]", index + negated):
+                raise ValueError(f"pattern {pattern!r}: an empty class ([] or [^]) is not translated")
             in_class = True
-        elif char == "$":
-            char = r"\Z"
-        out.append(char)
+            out.append(char)
+        else:
+            out.append({"$": r"\Z", ".": r"[^\n\r\u2028\u2029]"}.get(char, char))
     return "".join(out)
 
 
