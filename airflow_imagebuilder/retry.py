@@ -230,7 +230,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         for name in ("max_attempts", "in_use_attempts"):
             value = getattr(self, name)
-            if type(value) is float and value.is_integer():  # 3.0 from JSON or YAML means 3
+            if type(value) is float and value.is_integer() and value >= 1:  # 3.0 from JSON or YAML means 3
                 value = int(value)
                 object.__setattr__(self, name, value)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -109,7 +109,7 @@ def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
         ({"max_attempts": 0}, "api_retry: max_attempts must be an integer of at least 1, got 0"),
         ({"max_attempts": "3"}, "api_retry: max_attempts must be an integer of at least 1, got '3'"),
         ({"in_use_attempts": 2.5}, "api_retry: in_use_attempts must be an integer of at least 1, got 2.5"),
-        ({"max_attempts": 0.0}, "api_retry: max_attempts must be an integer of at least 1, got 0"),
+        ({"max_attempts": 0.0}, "api_retry: max_attempts must be an integer of at least 1, got 0.0"),
         ({"base_delay": -1}, "api_retry: base_delay must be a finite number of seconds >= 0, got -1"),
         ({"max_elapsed": float("nan")}, "api_retry: max_elapsed must be a finite number of seconds >= 0, got nan"),
         ({"max_delay": float("inf")}, "api_retry: max_delay must be a finite number of seconds >= 0, got inf"),
