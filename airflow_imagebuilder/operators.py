@@ -9,15 +9,13 @@ its ``__init__`` lists the arguments every image build operator takes, stores th
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
-from airflow.sdk.definitions.mappedoperator import OperatorPartial  # loaded with BaseOperator: no import cost
 
 from airflow_imagebuilder.fields import (
     PLAIN_FIELD_RULES,
@@ -29,6 +27,7 @@ from airflow_imagebuilder.fields import (
 )
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
+from airflow_imagebuilder.mapping import MAPPED, checked_partial
 from airflow_imagebuilder.states import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -39,7 +38,7 @@ from airflow_imagebuilder.states import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
-    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, retry, triggers, waiting
     from airflow_imagebuilder import token as client_tokens
@@ -91,70 +90,6 @@ def is_literal(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_literal(item) for item in value)
     return not hasattr(value, "resolve")
-
-
-class _Mapped:
-    """An argument a mapped task takes from a value known only when it runs (an XComArg, or any argument of an
-    ``expand_kwargs()`` over an XComArg).  It has ``resolve``, so :func:`is_literal` is False for it."""
-
-    __slots__ = ()
-
-    def resolve(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - only marks the value as unknown
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return "<mapped>"
-
-
-#: Stands in for a mapped argument whose values are known only when the task runs (see :class:`_Mapped`).
-MAPPED: Any = _Mapped()
-
-
-def _unknown_if_resolvable(value: Any) -> Any:
-    return MAPPED if hasattr(value, "resolve") else value
-
-
-def _expand_candidates(mapped_kwargs: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """(where, mapped arguments) to check for ``expand(**mapped_kwargs)``: every mapped argument unknown, then each
-    element of a literal list in its place (the others unknown)."""
-    unknown = dict.fromkeys(mapped_kwargs, MAPPED)
-    yield "", unknown
-    for name, values in mapped_kwargs.items():
-        if isinstance(values, (list, tuple)):
-            for index, value in enumerate(values):
-                yield f" ({name}[{index}] of expand())", {**unknown, name: _unknown_if_resolvable(value)}
-
-
-def _expand_kwargs_candidates(kwargs: Any) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """(where, mapped arguments) to check for ``expand_kwargs(kwargs)``: each literal dict of a literal list; None
-    (every argument not given to ``partial()`` unknown) for an XComArg."""
-    if not isinstance(kwargs, (list, tuple)):
-        yield "", None
-        return
-    for index, item in enumerate(kwargs):
-        where = f" (item {index} of expand_kwargs())"
-        if isinstance(item, Mapping):
-            yield where, {name: _unknown_if_resolvable(value) for name, value in item.items()}
-        else:
-            yield where, None
-
-
-class _CheckedOperatorPartial(OperatorPartial):
-    """What ``partial()`` of an image build operator returns: Airflow's, whose ``expand()`` and
-    ``expand_kwargs()`` then check the arguments of the tasks they map, as far as the DAG file states them (Airflow
-    calls a mapped task's ``__init__`` only when the task runs)."""
-
-    __slots__ = ()
-
-    def expand(self, **mapped_kwargs: Any) -> MappedOperator:
-        mapped = super().expand(**mapped_kwargs)
-        self.operator_class._check_mapped(self.kwargs, _expand_candidates(mapped_kwargs))  # type: ignore[attr-defined]
-        return mapped
-
-    def expand_kwargs(self, kwargs: Any, *, strict: bool = True) -> MappedOperator:
-        mapped = super().expand_kwargs(kwargs, strict=strict)
-        self.operator_class._check_mapped(self.kwargs, _expand_kwargs_candidates(kwargs))  # type: ignore[attr-defined]
-        return mapped
 
 
 #: (attribute, plain rule or None, names a recipe) of each CreateImage field but tags, for the one-pass check.
@@ -275,16 +210,8 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
         """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
         mapped tasks when the DAG is parsed, as ``__init__`` does for a task that is not mapped."""
-        partial = super().partial(**kwargs)
-        # Only for the provider's own __init__ signatures: a subclass with an __init__ of its own may take its
-        # arguments otherwise (through **kwargs, or values it sets itself), which only it can check, when it runs.
-        own = cls.__init__ in (
-            ImageBuilderCreateImageOperator.__init__,
-            ImageBuilderStartPipelineExecutionOperator.__init__,
-        )
-        if own and type(partial) is OperatorPartial:  # as in Airflow 3.1 to 3.3; anything else is left as it is
-            partial.__class__ = _CheckedOperatorPartial  # a subclass without slots of its own: the same object
-        return partial
+        own = (ImageBuilderCreateImageOperator.__init__, ImageBuilderStartPipelineExecutionOperator.__init__)
+        return checked_partial(cls, super().partial(**kwargs), own)
 
     @classmethod
     def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
@@ -310,47 +237,6 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
                 f"{task_id}{where}: force_rebuild=True needs a derived client token; a fixed client_token always "
                 "names the same build. Drop client_token or force_rebuild."
             )
-
-    @classmethod
-    def _check_mapped(
-        cls, partial_kwargs: Mapping[str, Any], candidates: Iterator[tuple[str, dict[str, Any] | None]]
-    ) -> None:
-        """Run :meth:`_check_arguments` on the arguments mapped tasks will get, for each candidate of an expansion:
-        (where, the mapped arguments, or None when any argument not given to ``partial()`` may be mapped).
-
-        Each argument comes from where Airflow takes it when it creates a mapped task (``MappedOperator.unmap``
-        calls ``__init__``): the expansion, ``partial()``, the DAG's and task group's ``default_args``, then the
-        default of ``__init__``.
-        """
-        dag, group = partial_kwargs.get("dag"), partial_kwargs.get("task_group")
-        default_args: dict[str, Any] = {}
-        if dag is not None:
-            default_args.update(dag.default_args or {})
-            if group is not None:
-                default_args.update(group.default_args or {})
-        parameters = [
-            parameter
-            for name, parameter in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and parameter.kind is parameter.KEYWORD_ONLY
-        ]
-        task_id = partial_kwargs["task_id"]
-        for where, mapped in candidates:
-            values: dict[str, Any] = {}
-            for parameter in parameters:
-                name = parameter.name
-                if mapped is not None and name in mapped:
-                    values[name] = mapped[name]
-                elif name in partial_kwargs:
-                    values[name] = partial_kwargs[name]
-                elif mapped is None:
-                    values[name] = MAPPED
-                elif name in default_args:
-                    values[name] = default_args[name]
-                elif parameter.default is not parameter.empty:
-                    values[name] = parameter.default
-                else:  # what __init__ would raise when the task runs
-                    raise TypeError(f"{cls.__name__}.partial(): missing keyword argument {name!r} ({task_id})")
-            cls._check_arguments(task_id, values, where)
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:

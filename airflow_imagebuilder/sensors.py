@@ -14,10 +14,12 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturn
 
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
+from airflow_imagebuilder.mapping import MAPPED, checked_partial
 from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_imagebuilder import diagnostics, exceptions, outputs, retry, triggers, waiting
     from airflow_imagebuilder.waiting import TransitionLog
@@ -77,14 +79,26 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.max_finding_severity = max_finding_severity
         self.completion_queue_url = completion_queue_url
         self.safety_poll_interval = safety_poll_interval
-        if max_finding_severity is not None:
-            diagnostics.check_gate_severity(max_finding_severity, self.task_id)
-        if api_retry is not None:
+        self._check_arguments(self.task_id, {"max_finding_severity": max_finding_severity, "api_retry": api_retry})
+        self._transitions: TransitionLog | None = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
+        """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
+        mapped sensors when the DAG is parsed, as ``__init__`` does for a sensor that is not mapped."""
+        return checked_partial(cls, super().partial(**kwargs), (ImageBuilderImageSensor.__init__,))
+
+    @classmethod
+    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
+        """Check the arguments of ``__init__`` (``values``, by name) as far as they are known (see mapping.py)."""
+        max_finding_severity, api_retry = values["max_finding_severity"], values["api_retry"]
+        if max_finding_severity is not None and max_finding_severity is not MAPPED:
+            diagnostics.check_gate_severity(max_finding_severity, task_id + where)
+        if api_retry is not None and api_retry is not MAPPED:
             try:
                 retry.RetryPolicy.from_value(api_retry)
             except (TypeError, ValueError) as error:
-                raise ValueError(f"{self.task_id}: {error}") from None
-        self._transitions: TransitionLog | None = None
+                raise ValueError(f"{task_id}{where}: {error}") from None
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:

@@ -127,3 +127,24 @@ def test_a_subclass_with_an_init_of_its_own_is_left_to_its_init():
     assert (golden.infrastructure_configuration_arn, golden.tags) == (INFRASTRUCTURE_ARN, {"shard": "0"})
     with pytest.raises(InvalidCreateImageRequest, match="imageRecipeArn"):  # and its __init__ checks at run time
         dag.task_dict["golden"].unmap({"image_recipe_arn": BAD_RECIPE})
+
+
+def test_mapped_sensors_are_checked_when_the_dag_is_parsed():
+    from airflow_imagebuilder.sensors import ImageBuilderImageSensor
+
+    with _dag() as dag:
+        builds = ImageBuilderCreateImageOperator.partial(
+            task_id="build", infrastructure_configuration_arn=INFRASTRUCTURE_ARN
+        ).expand(image_recipe_arn=[IMAGE_RECIPE_ARN])
+        ImageBuilderImageSensor.partial(task_id="wait", api_retry={"max_attempts": 3}).expand(
+            image_build_version_arn=builds.output
+        )
+        with pytest.raises(ValueError, match=r"^gate: api_retry: unknown keys \['bogus'\]"):
+            ImageBuilderImageSensor.partial(task_id="gate", api_retry={"bogus": 1}).expand(
+                image_build_version_arn=builds.output
+            )
+        with pytest.raises(ValueError, match=r"gate2 \(max_finding_severity\[1\] of expand\(\)\).*not a severity"):
+            ImageBuilderImageSensor.partial(task_id="gate2", image_build_version_arn="arn:aws:imagebuilder:x").expand(
+                max_finding_severity=["HIGH", "SEVERE"]
+            )
+    assert "wait" in dag.task_dict
