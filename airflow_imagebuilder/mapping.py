@@ -65,7 +65,7 @@ def _expand_kwargs_candidates(kwargs: Any) -> Iterator[tuple[str, dict[str, Any]
 
 
 class _CheckedOperatorPartial(OperatorPartial):
-    """What ``partial()`` of an image build operator returns: Airflow's, whose ``expand()`` and
+    """What ``partial()`` of the provider's operators and sensor returns: Airflow's, whose ``expand()`` and
     ``expand_kwargs()`` then check the arguments of the tasks they map, as far as the DAG file states them (Airflow
     calls a mapped task's ``__init__`` only when the task runs)."""
 
