@@ -16,6 +16,10 @@ from airflow.sdk.definitions.mappedoperator import OperatorPartial  # loaded wit
 if TYPE_CHECKING:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
+    from airflow_imagebuilder import diagnostics, retry
+else:  # loaded on first use (see lazy.py)
+    from airflow_imagebuilder.lazy import diagnostics, retry
+
 
 class _Mapped:
     """An argument a mapped task takes from a value known only when it runs (an XComArg, or any argument of an
@@ -80,6 +84,20 @@ class _CheckedOperatorPartial(OperatorPartial):
         mapped = super().expand_kwargs(kwargs, strict=strict)
         check_mapped(self.operator_class, self.kwargs, _expand_kwargs_candidates(kwargs))
         return mapped
+
+
+def check_shared_arguments(task_id: str, values: Mapping[str, Any], where: str = "") -> None:
+    """The checks the operators and the sensor share, of the arguments known so far (not :data:`MAPPED`):
+    ``api_retry`` and ``max_finding_severity``.  ``where`` follows the task id in messages."""
+    api_retry = values["api_retry"]
+    if api_retry is not None and api_retry is not MAPPED:
+        try:
+            retry.RetryPolicy.from_value(api_retry)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{task_id}{where}: {error}") from None
+    max_finding_severity = values["max_finding_severity"]
+    if max_finding_severity is not None and max_finding_severity is not MAPPED:
+        diagnostics.check_gate_severity(max_finding_severity, task_id + where)
 
 
 def checked_partial(cls: Any, partial: OperatorPartial, own_inits: tuple[Callable[..., None], ...]) -> OperatorPartial:

@@ -27,7 +27,7 @@ from airflow_imagebuilder.fields import (
 )
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.mapping import MAPPED, checked_partial
+from airflow_imagebuilder.mapping import MAPPED, check_shared_arguments, checked_partial
 from airflow_imagebuilder.states import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
-    from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, retry, triggers, waiting
+    from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, triggers, waiting
     from airflow_imagebuilder import token as client_tokens
     from airflow_imagebuilder.models import StartImagePipelineExecutionRequest
 else:  # execution machinery, loaded on first use (see lazy.py)
@@ -51,7 +51,6 @@ else:  # execution machinery, loaded on first use (see lazy.py)
         lineage,
         models,
         outputs,
-        retry,
         triggers,
         waiting,
     )
@@ -217,20 +216,13 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
         """Check the arguments of ``__init__`` (``values``, by name) as far as they are known: a :data:`MAPPED`
         one only when the task runs.  ``where`` follows the task id in messages (which element of an expansion)."""
-        api_retry = values["api_retry"]
-        if api_retry is not None and api_retry is not MAPPED:
-            try:
-                retry.RetryPolicy.from_value(api_retry)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{task_id}{where}: {error}") from None
-        max_finding_severity = values["max_finding_severity"]
-        if max_finding_severity is not None and max_finding_severity is not MAPPED:
-            diagnostics.check_gate_severity(max_finding_severity, task_id + where)
-            if values["wait_for_completion"] is not MAPPED and not values["wait_for_completion"]:
-                raise ValueError(
-                    f"{task_id}{where}: max_finding_severity needs wait_for_completion=True (the gate judges the "
-                    "image once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
-                )
+        check_shared_arguments(task_id, values, where)
+        wait = values["wait_for_completion"]
+        if values["max_finding_severity"] not in (None, MAPPED) and wait is not MAPPED and not wait:
+            raise ValueError(
+                f"{task_id}{where}: max_finding_severity needs wait_for_completion=True (the gate judges the "
+                "image once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
+            )
         force_rebuild, client_token = values["force_rebuild"], values["client_token"]
         if force_rebuild is not MAPPED and force_rebuild and client_token not in (None, MAPPED):
             raise ValueError(

@@ -14,17 +14,17 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturn
 
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.mapping import MAPPED, checked_partial
+from airflow_imagebuilder.mapping import check_shared_arguments, checked_partial
 from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
-    from airflow_imagebuilder import diagnostics, exceptions, outputs, retry, triggers, waiting
+    from airflow_imagebuilder import diagnostics, exceptions, outputs, triggers, waiting
     from airflow_imagebuilder.waiting import TransitionLog
 else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import diagnostics, exceptions, outputs, retry, triggers, waiting
+    from airflow_imagebuilder.lazy import diagnostics, exceptions, outputs, triggers, waiting
 
 
 class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
@@ -91,14 +91,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
     @classmethod
     def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
         """Check the arguments of ``__init__`` (``values``, by name) as far as they are known (see mapping.py)."""
-        max_finding_severity, api_retry = values["max_finding_severity"], values["api_retry"]
-        if max_finding_severity is not None and max_finding_severity is not MAPPED:
-            diagnostics.check_gate_severity(max_finding_severity, task_id + where)
-        if api_retry is not None and api_retry is not MAPPED:
-            try:
-                retry.RetryPolicy.from_value(api_retry)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{task_id}{where}: {error}") from None
+        check_shared_arguments(task_id, values, where)
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
