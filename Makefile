@@ -1,29 +1,61 @@
 # Two commands do everything on a fresh machine with Python 3.10+:
 #   make demo   - the chain example DAG end to end against the local emulator (no AWS account)
 #   make test   - lint, type check and the whole test suite (and the unit suite on the oldest supported Airflow)
+# Every virtualenv is installed from a lock in locks/, so the same commit installs the same versions on any day:
+#   make lock         - resolve the newest versions pyproject.toml allows and rewrite both locks
+#   make test-latest  - the same resolution without touching the locks: shows the drift, runs the unit suite on it
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test
-comma := ,
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)-$(subst $(comma),-,$(EXTRAS))
 
+# uv, pinned, in a virtualenv of its own: it installs the locks into the others and writes them.
+UV_VERSION := 0.13.9
+UV_DIR := .venv-uv
+UV := $(UV_DIR)/bin/uv
+
+# The newest Airflow pyproject.toml allows, with both extras (CeleryExecutor + PostgreSQL for the real-engine test).
+LOCK := locks/airflow-newest.txt
+LOCK_EXTRAS := --extra test --extra celery
 # The oldest supported Airflow gets the unit suite (everything but the tests marked slow).
-OLDEST_AIRFLOW ?= apache-airflow>=3.1,<3.2
+OLDEST_AIRFLOW := apache-airflow>=3.1,<3.2
+OLDEST_LOCK := locks/airflow-oldest.txt
 OLDEST_VENV := .venv-oldest
-OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LATEST_VENV := .venv-latest
+# The project is installed editable without build isolation, so its build requirements are locked too.
+BUILD_REQUIRES := 'setuptools>=69' wheel
 
-.PHONY: venv test test-oldest lint demo bench clean
+fingerprint = $(shell cat pyproject.toml $(wildcard $(1)) | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(call fingerprint,$(LOCK))
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(call fingerprint,$(OLDEST_LOCK))
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --config-setting editable_mode=compat -e '.[$(EXTRAS)]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+# $(call compile,extra requirements,extras,output[,uv flags]): resolve pyproject.toml into a universal lock.
+define compile
+	printf '%s\n' $(BUILD_REQUIRES) $(1) | $(UV) pip compile --quiet --universal \
+		--custom-compile-command 'make lock' $(4) pyproject.toml - $(2) -o $(3)
+endef
+# $(call install,venv,lock): exactly the lock's packages, then this checkout on top of them.
+define install
+	rm -rf $(1) && $(PYTHON) -m venv $(1)
+	$(UV) pip sync --quiet --python $(1)/bin/python $(2)
+	$(UV) pip install --quiet --python $(1)/bin/python --no-deps --no-build-isolation \
+		--config-setting editable_mode=compat -e .
+	@echo "$(1): $$(grep -c '==' $(2)) pins from $(2):" \
+		$$($(UV) pip freeze --python $(1)/bin/python | grep -E '^(apache-airflow(-providers-[a-z-]+)?|boto3|celery)==')
+endef
+
+.PHONY: venv test test-oldest test-latest lock lock-check lint demo bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml $(LOCK) | $(UV)
+	$(call install,$(VENV),$(LOCK))
+	touch $(STAMP)
 
 venv: $(STAMP)
 
-lint: venv
+lint: venv lock-check
 	$(BIN)/ruff check airflow_imagebuilder dags tests benchmarks scripts
 	$(BIN)/ruff format --check airflow_imagebuilder dags tests benchmarks scripts
 	$(BIN)/mypy airflow_imagebuilder
@@ -32,16 +64,32 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-oldest
 
-$(OLDEST_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip uv
-	$(OLDEST_VENV)/bin/uv pip install --quiet --python $(OLDEST_VENV)/bin/python \
-		--config-setting editable_mode=compat -e '.[test]' '$(OLDEST_AIRFLOW)'
-	rm -f $(OLDEST_VENV)/.installed-* && touch $(OLDEST_STAMP)
+$(OLDEST_STAMP): pyproject.toml $(OLDEST_LOCK) | $(UV)
+	$(call install,$(OLDEST_VENV),$(OLDEST_LOCK))
+	touch $(OLDEST_STAMP)
 
 test-oldest: $(OLDEST_STAMP)
 	$(OLDEST_VENV)/bin/python -c "import airflow; print('Unit suite on Airflow', airflow.__version__)"
 	$(OLDEST_VENV)/bin/python -m pytest -m "not slow"
+
+lock: | $(UV)
+	$(call compile,,$(LOCK_EXTRAS),$(LOCK),--upgrade)
+	$(call compile,'$(OLDEST_AIRFLOW)',--extra test,$(OLDEST_LOCK),--upgrade)
+
+# The locks still satisfy pyproject.toml: resolving again, keeping every pin the lock has, changes nothing.
+lock-check: | $(UV)
+	cp $(LOCK) $(UV_DIR)/newest.txt && cp $(OLDEST_LOCK) $(UV_DIR)/oldest.txt
+	$(call compile,,$(LOCK_EXTRAS),$(UV_DIR)/newest.txt)
+	$(call compile,'$(OLDEST_AIRFLOW)',--extra test,$(UV_DIR)/oldest.txt)
+	@cmp -s $(UV_DIR)/newest.txt $(LOCK) && cmp -s $(UV_DIR)/oldest.txt $(OLDEST_LOCK) \
+		|| { echo "locks/ no longer match pyproject.toml: run make lock"; exit 1; }
+
+# Not part of CI: what a fresh resolution gives today, the difference from the lock, and the unit suite on it.
+test-latest: | $(UV)
+	$(call compile,,$(LOCK_EXTRAS),$(UV_DIR)/latest.txt,--upgrade)
+	diff $(LOCK) $(UV_DIR)/latest.txt && echo "No drift: the newest allowed versions are the locked ones." || true
+	$(call install,$(LATEST_VENV),$(UV_DIR)/latest.txt)
+	$(LATEST_VENV)/bin/python -m pytest -m "not slow"
 
 demo: venv
 	$(BIN)/python scripts/demo.py
@@ -50,4 +98,4 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(LATEST_VENV) $(UV_DIR) .pytest_cache .mypy_cache .ruff_cache

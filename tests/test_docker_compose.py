@@ -45,11 +45,21 @@ def test_airflow_services_use_the_official_image_with_the_provider_installed():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert re.search(r"^ARG AIRFLOW_IMAGE=apache/airflow:3\.\d+\.\d+", dockerfile, re.MULTILINE)
     assert "FROM ${AIRFLOW_IMAGE}" in dockerfile
-    assert re.search(r"pip install .*/opt/airflow-imagebuilder", dockerfile)
+    assert re.search(r"pip install .*/opt/airflow-imagebuilder", dockerfile, re.DOTALL)
     for name in [*AIRFLOW_SERVICES, "imagebuilder-emulator", "moto", EVENTS_INIT]:
         service = SERVICES[name]
         assert service["build"] == {"context": ".", "dockerfile": "docker/Dockerfile"}, name
         assert service["image"] == "airflow-imagebuilder:local", name
+
+
+def test_the_image_installs_the_locked_versions_on_the_locked_airflow():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    lock = "locks/airflow-newest.txt"
+    assert f"--constraint /opt/airflow-imagebuilder/{lock}" in dockerfile
+    image_airflow = re.search(r"^ARG AIRFLOW_IMAGE=apache/airflow:([\d.]+)-", dockerfile, re.MULTILINE)
+    locked_airflow = re.search(r"^apache-airflow==([\d.]+)$", (ROOT / lock).read_text(), re.MULTILINE)
+    assert image_airflow and locked_airflow
+    assert image_airflow[1] == locked_airflow[1], "the image's Airflow differs from the lock's: update AIRFLOW_IMAGE"
 
 
 @pytest.mark.parametrize("name", LONG_RUNNING)
