@@ -9,7 +9,8 @@ per trigger per poll: at fleet scale this is what keeps the triggerer's CPU and 
 * Groups are keyed by the loop object itself, weakly: a loop that is gone takes its groups with it, and a new loop
   that happens to reuse an old loop's ``id()`` never gets a client bound to the old one.
 * The connection is read again every :attr:`SharedAsyncClients.recheck_interval` seconds; when its settings
-  changed (keys rotated, role or endpoint edited), the next call gets a new client built from them.
+  changed (keys rotated, role or endpoint edited), the next call gets a new client built from them.  Every client is
+  built from a new hook (:meth:`ClientSource.renewed`): a hook reads its connection once.
 """
 
 from __future__ import annotations
@@ -21,10 +22,31 @@ import json
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from airflow_imagebuilder.hooks import ImageBuilderHook
+from asgiref.sync import sync_to_async
+from botocore.config import Config
+
+
+class ClientSource(Protocol):
+    """What the cache needs of a hook (:class:`~airflow_imagebuilder.hooks.ImageBuilderHook` has it)."""
+
+    aws_conn_id: str | None
+    #: The arguments the hook's clients are built from (``aws_conn_id``, ``region_name``, ``verify``, ``config``).
+    client_settings: dict[str, Any]
+
+    @property
+    def log(self) -> Any:
+        """The hook's logger."""
+
+    def renewed(self) -> ClientSource:
+        """A new hook of the same settings, which reads the connection again."""
+
+    def connection_fingerprint(self) -> str:
+        """A digest of the connection's settings as it reads now."""
+
+    async def get_async_conn(self) -> Any:
+        """An aiobotocore client context."""
 
 
 @dataclasses.dataclass
@@ -56,20 +78,23 @@ class SharedAsyncClients:
         )
 
     @staticmethod
-    def key(hook: ImageBuilderHook) -> tuple[Any, ...]:
+    def key(hook: ClientSource) -> tuple[Any, ...]:
+        """The hook's client settings; a botocore ``Config`` object is its own key (a dict, its JSON)."""
+        settings = hook.client_settings
+        config = settings["config"]
         return (
-            hook.aws_conn_id,
-            hook._region_name,
-            str(hook._verify),
-            json.dumps(getattr(hook._config, "_user_provided_options", {}), sort_keys=True, default=str),
+            settings["aws_conn_id"],
+            settings["region_name"],
+            str(settings["verify"]),
+            config if isinstance(config, Config) else json.dumps(config, sort_keys=True, default=str),
         )
 
-    def _group(self, hook: ImageBuilderHook) -> _Group:
+    def _group(self, hook: ClientSource) -> _Group:
         groups = self._loops.setdefault(asyncio.get_running_loop(), {})
         return groups.setdefault(self.key(hook), _Group())
 
     @contextlib.asynccontextmanager
-    async def lease(self, hook: ImageBuilderHook) -> AsyncIterator[None]:
+    async def lease(self, hook: ClientSource) -> AsyncIterator[None]:
         """Keep the hook's shared client open for the ``async with`` block (closed after the last lease ends)."""
         group = self._group(hook)
         group.users += 1
@@ -80,27 +105,26 @@ class SharedAsyncClients:
             if group.users == 0:
                 await self._close(hook, group)
 
-    async def client(self, hook: ImageBuilderHook) -> Any:
+    async def client(self, hook: ClientSource) -> Any:
         """The entered client for the hook's settings; call it inside a :meth:`lease`."""
         group = self._group(hook)
         if group.client is not None and self._clock() - group.checked_at < self.recheck_interval:
             return group.client
         async with group.lock:
             if group.client is None or self._clock() - group.checked_at >= self.recheck_interval:
-                fingerprint = await hook.connection_fingerprint_async()
+                fingerprint = await sync_to_async(hook.connection_fingerprint)()
                 group.checked_at = self._clock()
                 if group.client is not None and fingerprint != group.fingerprint:
                     hook.log.info("Connection %r changed; new client for its next calls", hook.aws_conn_id)
                     self._retire(group)
-                    hook.refresh_credentials()
                 if group.client is None:
-                    group.context = await hook.get_async_conn()
+                    group.context = await hook.renewed().get_async_conn()
                     group.client = await group.context.__aenter__()
                     group.fingerprint = fingerprint
             return group.client
 
-    def invalidate(self, hook: ImageBuilderHook) -> None:
-        """Build a new client at the next call (after the hook re-read expired credentials)."""
+    def invalidate(self, hook: ClientSource) -> None:
+        """Build a new client (from a new hook) at the next call: the credentials expired."""
         group = self._group(hook)
         self._retire(group)
         group.checked_at = float("-inf")
@@ -111,7 +135,7 @@ class SharedAsyncClients:
             group.retired.append(group.context)
         group.client = group.context = None
 
-    async def _close(self, hook: ImageBuilderHook, group: _Group) -> None:
+    async def _close(self, hook: ClientSource, group: _Group) -> None:
         self._retire(group)
         contexts, group.retired = group.retired, []
         groups = self._loops.get(asyncio.get_running_loop(), {})

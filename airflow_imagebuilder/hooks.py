@@ -15,9 +15,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import botocore
 import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from asgiref.sync import sync_to_async
 from botocore.config import Config
 
 from airflow_imagebuilder.links import build_log_location
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_imagebuilder import async_clients, diagnostics, exceptions, retry, waiting
     from airflow_imagebuilder.exceptions import ImageBuilderApiError
     from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
-    from airflow_imagebuilder.retry import CallRetry, RetryPolicy
+    from airflow_imagebuilder.retry import CallRetry, RetryPolicy, RetryStep
     from airflow_imagebuilder.waiting import ImageState, Poll, Step
 else:  # execution machinery, loaded on first use (see lazy.py)
     from airflow_imagebuilder.lazy import async_clients, diagnostics, exceptions, retry, waiting
@@ -36,6 +36,10 @@ __all__ = ["ImageBuilderHook"]
 
 #: How the service refuses to cancel a build that already ended.
 CANCEL_REFUSED_CODES = frozenset({"ResourceInUseException", "InvalidRequestException"})
+#: botocore's own retries, off: the hook's one retry loop keeps the error table (DESIGN.md: botocore's standard and
+#: adaptive modes do not retry the 429 CallRateLimitExceededException, its legacy mode retries it with a backoff of
+#: its own), the backoff bound and the attempt count in messages exact.
+NO_BOTOCORE_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 #: Bound of a cancel sent from ``on_kill``: the triggerer gives ``on_kill`` 30 s by default
 #: (``[triggerer] on_kill_timeout``), a worker gives a killed task 60 s (``killed_task_cleanup_time``).
 ON_KILL_CANCEL_SECONDS = 20.0
@@ -55,27 +59,48 @@ class ImageBuilderHook(AwsBaseHook):
     SUCCESS_STATES = SUCCESS_STATES
     FAILURE_STATES = FAILURE_STATES
 
-    def __init__(self, *args: Any, api_retry: RetryPolicy | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        kwargs["client_type"] = "imagebuilder"
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        aws_conn_id: str | None = AwsBaseHook.default_conn_name,
+        verify: bool | str | None = None,
+        region_name: str | None = None,
+        config: Config | dict[str, Any] | None = None,
+        *,
+        api_retry: RetryPolicy | dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            aws_conn_id=aws_conn_id, verify=verify, region_name=region_name, client_type="imagebuilder", config=config
+        )
         self.retry_policy = retry.RetryPolicy.from_value(api_retry)
+        #: The arguments of the connection's clients, as given: what :meth:`renewed` builds a hook from, and what
+        #: the shared async clients are keyed on.
+        self.client_settings: dict[str, Any] = dict(
+            aws_conn_id=aws_conn_id, verify=verify, region_name=region_name, config=config
+        )
+        #: The boto3 client of the sync calls: ``conn``, until expired credentials make a new hook build another.
+        self._sync_client: Any = None
 
-    def _get_config(self, config: Config | None = None) -> Config:
-        """Leave retries to :meth:`_call` unless the user configured botocore's own.
+    def get_client_type(
+        self, region_name: str | None = None, config: Config | None = None, deferrable: bool = False
+    ) -> Any:
+        """The boto3 (or aiobotocore) client, with botocore's own retries off unless the user configured them.
 
-        One retry loop (ours) keeps the error table's behaviour, the backoff bound and the attempt count in
-        messages exact; botocore's legacy mode would otherwise retry the 429 with its own multi-second backoff
-        and its standard mode would not retry it at all.
+        Our retry loop (:meth:`_call`) follows the error table; to use botocore's retries instead, set ``retries``
+        in ``config`` (``botocore_config`` of the operators, sensor and triggers) or in the connection's
+        ``config_kwargs``.
         """
-        merged = super()._get_config(config)
-        if "retries" not in getattr(merged, "_user_provided_options", {}):
-            merged = merged.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-        return merged
+        config = config or self.config
+        if config.retries is None:
+            config = config.merge(NO_BOTOCORE_RETRIES)
+        return super().get_client_type(region_name=region_name, config=config, deferrable=deferrable)
 
-    def refresh_credentials(self) -> None:
-        """Forget the cached connection and client, so the next call reads the connection's credentials again."""
-        for name in ("conn", "conn_config", "_client"):
-            self.__dict__.pop(name, None)
+    def renewed(self) -> ImageBuilderHook:
+        """A hook like this one that reads the connection again: how credentials are renewed.
+
+        A hook reads its connection once, on first use; keys rotated in the connection (or renewed by a secrets
+        backend) reach only a new hook.
+        """
+        return type(self)(**self.client_settings, api_retry=self.retry_policy)
 
     def connection_fingerprint(self) -> str:
         """A digest of the connection's settings, to notice when the connection was edited."""
@@ -92,57 +117,60 @@ class ImageBuilderHook(AwsBaseHook):
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
-    async def connection_fingerprint_async(self) -> str:
-        return await sync_to_async(self.connection_fingerprint)()
+    def _retry(self, operation: str, deadline: float | None) -> CallRetry:
+        """The retry decisions of one call; with ``deadline``, retries stop after that many seconds."""
+        policy = self.retry_policy.bounded(deadline) if deadline is not None else self.retry_policy
+        return retry.CallRetry(policy, operation, self.aws_conn_id, time.monotonic)
 
-    def _retry(self, operation: str, policy: RetryPolicy | None = None) -> CallRetry:
-        return retry.CallRetry(policy or self.retry_policy, operation, self.aws_conn_id, time.monotonic)
-
-    def _log_retry(self, operation: str, attempt: int, error: BaseException, delay: float, refresh: bool) -> None:
-        if refresh:
-            self.log.warning("%s: credentials expired (%s); re-reading them and retrying once", operation, error)
+    def _retry_step(self, call: CallRetry, error: BaseException) -> RetryStep:
+        """How to retry after a failed attempt, as the error table says (it raises when not to), logged."""
+        step = call.failed(error)
+        if step.refresh_credentials:
+            self.log.warning("%s: credentials expired (%s); re-reading them and retrying once", call.operation, error)
         else:
-            self.log.warning("%s attempt %d failed (%s); retrying in %.1fs", operation, attempt, error, delay)
+            self.log.warning(
+                "%s attempt %d failed (%s); retrying in %.1fs", call.operation, call.attempts, error, step.delay
+            )
+        return step
 
     # ------------------------------------------------------------------------------------------ sync
-    def _call(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
-        """Call ``method`` of the boto3 client, retrying as the error table says."""
-        call = self._retry(operation, policy)
+    def _call(self, operation: str, deadline: float | None = None, **kwargs: Any) -> Any:
+        """Call ``operation`` with the boto3 client, retrying as the error table says (for ``deadline`` seconds)."""
+        call = self._retry(operation, deadline)
         while True:
+            if self._sync_client is None:
+                self._sync_client = self.conn
             try:
-                return getattr(self.conn, method)(**kwargs)
+                return getattr(self._sync_client, botocore.xform_name(operation))(**kwargs)
             except (botocore.exceptions.ClientError, *retry.TRANSPORT_ERRORS) as error:
-                step = call.failed(error)
-                self._log_retry(operation, call.attempts, error, step.delay, step.refresh_credentials)
+                step = self._retry_step(call, error)
                 if step.refresh_credentials:
-                    self.refresh_credentials()
+                    self._sync_client = self.renewed().conn
                 time.sleep(step.delay)
 
     def create_image(self, request: CreateImageRequest) -> dict[str, Any]:
         """Call CreateImage (retried with the request's client token) and return the response."""
-        return dict(self._call("CreateImage", "create_image", **request.to_api()))
+        return dict(self._call("CreateImage", **request.to_api()))
 
     def start_image_pipeline_execution(self, request: StartImagePipelineExecutionRequest) -> dict[str, Any]:
         """Call StartImagePipelineExecution (retried with the request's client token) and return the response."""
-        return self._call("StartImagePipelineExecution", "start_image_pipeline_execution", **request.to_api())
+        return dict(self._call("StartImagePipelineExecution", **request.to_api()))
 
     def get_image_pipeline(self, image_pipeline_arn: str) -> dict[str, Any]:
         """Return the ``imagePipeline`` member of GetImagePipeline."""
-        response = self._call("GetImagePipeline", "get_image_pipeline", imagePipelineArn=image_pipeline_arn)
-        return dict(response["imagePipeline"])
+        return dict(self._call("GetImagePipeline", imagePipelineArn=image_pipeline_arn)["imagePipeline"])
 
     def get_image(self, image_build_version_arn: str) -> dict[str, Any]:
         """Return the ``image`` member of GetImage."""
-        return self._call("GetImage", "get_image", imageBuildVersionArn=image_build_version_arn)["image"]
+        return dict(self._call("GetImage", imageBuildVersionArn=image_build_version_arn)["image"])
 
     def find_image(self, image_build_version_arn: str) -> dict[str, Any] | None:
         """Like :meth:`get_image`, but ``None`` while the service does not know the image yet."""
         try:
             return self.get_image(image_build_version_arn)
         except exceptions.ImageBuilderApiError as error:
-            if retry.classify(error.code) is retry.ErrorAction.NOT_FOUND:
-                return None
-            raise
+            _raise_unless_not_found(error)
+            return None
 
     def poll_image(self, image_build_version_arn: str) -> Poll:
         """One GetImage, as the wait step sees it."""
@@ -151,35 +179,25 @@ class ImageBuilderHook(AwsBaseHook):
         except exceptions.ImageBuilderApiError as error:
             return waiting.Poll(error=error)
 
-    def _pages(self, operation: str, method: str, member: str, **kwargs: Any) -> list[dict[str, Any]]:
+    def _pages(self, operation: str, member: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item of a paginated list operation (each page retried as any call)."""
         items: list[dict[str, Any]] = []
         while True:
-            response = self._call(operation, method, **kwargs)
+            response = self._call(operation, **kwargs)
             items.extend(response.get(member) or [])
             if not response.get("nextToken"):
                 return items
             kwargs["nextToken"] = response["nextToken"]
 
     def list_workflow_executions(self, image_build_version_arn: str) -> list[dict[str, Any]]:
-        return self._pages(
-            "ListWorkflowExecutions",
-            "list_workflow_executions",
-            "workflowExecutions",
-            imageBuildVersionArn=image_build_version_arn,
-        )
+        return self._pages("ListWorkflowExecutions", "workflowExecutions", imageBuildVersionArn=image_build_version_arn)
 
     def list_workflow_step_executions(self, workflow_execution_id: str) -> list[dict[str, Any]]:
-        return self._pages(
-            "ListWorkflowStepExecutions",
-            "list_workflow_step_executions",
-            "steps",
-            workflowExecutionId=workflow_execution_id,
-        )
+        return self._pages("ListWorkflowStepExecutions", "steps", workflowExecutionId=workflow_execution_id)
 
     def list_image_scan_findings(self, image_build_version_arn: str) -> list[dict[str, Any]]:
         filters = [{"name": "imageBuildVersionArn", "values": [image_build_version_arn]}]
-        return self._pages("ListImageScanFindings", "list_image_scan_findings", "findings", filters=filters)
+        return self._pages("ListImageScanFindings", "findings", filters=filters)
 
     def explain_failure(self, step: Step, image: dict[str, Any] | None = None) -> Step:
         """The failed step with which workflow and step failed, and where the build's logs are, in its message.
@@ -257,21 +275,11 @@ class ImageBuilderHook(AwsBaseHook):
 
         :param deadline: give up retrying after this many seconds (for ``on_kill``).
         """
-        policy = self.retry_policy.bounded(deadline) if deadline is not None else None
         try:
-            self._call(
-                "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
-            )
+            self._call("CancelImageCreation", deadline, **_cancel_request(image_build_version_arn))
         except exceptions.ImageBuilderApiError as error:
-            return self._cancel_refused(image_build_version_arn, error)
-        self.log.info("Cancelled image creation of %s", image_build_version_arn)
-        return True
-
-    def _cancel_refused(self, image_build_version_arn: str, error: ImageBuilderApiError) -> bool:
-        if error.code not in CANCEL_REFUSED_CODES:
-            raise error
-        self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
-        return False
+            return self._cancelled(image_build_version_arn, error)
+        return self._cancelled(image_build_version_arn)
 
     def cancel_after_timeout(self, step: Step, cancel: bool) -> Step:
         """Best-effort cancel of a timed-out build: the timeout stands whatever the cancel answers."""
@@ -280,8 +288,22 @@ class ImageBuilderHook(AwsBaseHook):
         try:
             return waiting.with_cancel_note(step, self.cancel_image_creation(step.image_build_version_arn))
         except exceptions.ImageBuilderError as error:
-            self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
-            return waiting.with_cancel_note(step, error)
+            return self._cancel_failed(step, error)
+
+    def _cancelled(self, image_build_version_arn: str, error: ImageBuilderApiError | None = None) -> bool:
+        """A cancel's answer: True when cancelled; False (logged) when refused because the build ended; else raise."""
+        if error is None:
+            self.log.info("Cancelled image creation of %s", image_build_version_arn)
+            return True
+        if error.code not in CANCEL_REFUSED_CODES:
+            raise error
+        self.log.warning("Could not cancel image %s: %s", image_build_version_arn, error)
+        return False
+
+    def _cancel_failed(self, step: Step, error: exceptions.ImageBuilderError) -> Step:
+        """The timed-out step, noting that its best-effort cancel failed (logged, never raised)."""
+        self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
+        return waiting.with_cancel_note(step, error)
 
     def wait_for_image(
         self,
@@ -325,19 +347,17 @@ class ImageBuilderHook(AwsBaseHook):
         raise ValueError(f"waiter_max_attempts must be at least 1, got {waiter_max_attempts}")
 
     # ------------------------------------------------------------------------------------------ async
-    async def _call_async(self, operation: str, method: str, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
-        """Call ``method`` of the shared aiobotocore client, retrying as the error table says."""
-        call = self._retry(operation, policy)
+    async def _call_async(self, operation: str, deadline: float | None = None, **kwargs: Any) -> Any:
+        """Call ``operation`` with the shared aiobotocore client, retrying as the error table says."""
+        call = self._retry(operation, deadline)
         async with async_clients.SHARED_CLIENTS.lease(self):
             while True:
                 client = await async_clients.SHARED_CLIENTS.client(self)
                 try:
-                    return await getattr(client, method)(**kwargs)
+                    return await getattr(client, botocore.xform_name(operation))(**kwargs)
                 except (botocore.exceptions.ClientError, *retry.TRANSPORT_ERRORS) as error:
-                    step = call.failed(error)
-                    self._log_retry(operation, call.attempts, error, step.delay, step.refresh_credentials)
+                    step = self._retry_step(call, error)
                     if step.refresh_credentials:
-                        self.refresh_credentials()
                         async_clients.SHARED_CLIENTS.invalidate(self)
                     await asyncio.sleep(step.delay)
 
@@ -345,31 +365,32 @@ class ImageBuilderHook(AwsBaseHook):
         """``async with hook.client_lease():`` keeps the shared client open across calls (a trigger's wait)."""
         return async_clients.SHARED_CLIENTS.lease(self)
 
+    async def get_image_async(self, image_build_version_arn: str) -> dict[str, Any]:
+        """The async twin of :meth:`get_image`."""
+        return dict((await self._call_async("GetImage", imageBuildVersionArn=image_build_version_arn))["image"])
+
     async def find_image_async(self, image_build_version_arn: str) -> dict[str, Any] | None:
+        """The async twin of :meth:`find_image`."""
         try:
-            response = await self._call_async("GetImage", "get_image", imageBuildVersionArn=image_build_version_arn)
+            return await self.get_image_async(image_build_version_arn)
         except exceptions.ImageBuilderApiError as error:
-            if retry.classify(error.code) is retry.ErrorAction.NOT_FOUND:
-                return None
-            raise
-        return dict(response["image"])
+            _raise_unless_not_found(error)
+            return None
 
     async def poll_image_async(self, image_build_version_arn: str) -> Poll:
+        """The async twin of :meth:`poll_image`."""
         try:
             return waiting.Poll(image=await self.find_image_async(image_build_version_arn))
         except exceptions.ImageBuilderApiError as error:
             return waiting.Poll(error=error)
 
     async def cancel_image_creation_async(self, image_build_version_arn: str, *, deadline: float | None = None) -> bool:
-        policy = self.retry_policy.bounded(deadline) if deadline is not None else None
+        """The async twin of :meth:`cancel_image_creation`."""
         try:
-            await self._call_async(
-                "CancelImageCreation", "cancel_image_creation", policy, **_cancel_request(image_build_version_arn)
-            )
+            await self._call_async("CancelImageCreation", deadline, **_cancel_request(image_build_version_arn))
         except exceptions.ImageBuilderApiError as error:
-            return self._cancel_refused(image_build_version_arn, error)
-        self.log.info("Cancelled image creation of %s", image_build_version_arn)
-        return True
+            return self._cancelled(image_build_version_arn, error)
+        return self._cancelled(image_build_version_arn)
 
     async def cancel_after_timeout_async(self, step: Step, cancel: bool) -> Step:
         """The async twin of :meth:`cancel_after_timeout`."""
@@ -378,8 +399,13 @@ class ImageBuilderHook(AwsBaseHook):
         try:
             return waiting.with_cancel_note(step, await self.cancel_image_creation_async(step.image_build_version_arn))
         except exceptions.ImageBuilderError as error:
-            self.log.warning("Could not cancel timed-out image %s: %s", step.image_build_version_arn, error)
-            return waiting.with_cancel_note(step, error)
+            return self._cancel_failed(step, error)
+
+
+def _raise_unless_not_found(error: ImageBuilderApiError) -> None:
+    """Raise ``error`` unless it says that the image does not exist (yet): eventual consistency after a create."""
+    if retry.classify(error.code) is not retry.ErrorAction.NOT_FOUND:
+        raise error
 
 
 def _cancel_request(image_build_version_arn: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
@@ -9,7 +12,7 @@ from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderRe
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.models import validate_request
 from airflow_imagebuilder.retry import RetryPolicy
-from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
+from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, aws_connection
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=6, max_elapsed=30, in_use_attempts=3)
 REQUEST = validate_request(
@@ -137,3 +140,44 @@ def test_sync_wait_outlasts_errors_beyond_the_hook_retries(hook, aws_conn):
     image = hook.wait_for_image(arn, waiter_delay=0.01, waiter_max_attempts=10)
     assert image["state"]["status"] == "AVAILABLE"
     assert [entry.outcome for entry in aws_conn.journal("GetImage")].count("ServiceUnavailableException") == 8
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_expired_credentials_are_renewed_from_the_connection_by_a_new_hook(hook, aws_conn, monkeypatch, path):
+    """A hook reads its connection once; after ExpiredTokenException it retries with the keys the connection has now."""
+    arn = hook.create_image(REQUEST)["imageBuildVersionArn"]
+
+    def rotate() -> None:
+        connection = json.loads(aws_connection(aws_conn.endpoint_url))
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({**connection, "login": "AKIANEWSESSIONKEY"}))
+        aws_conn.deny_access_key("testing", code="ExpiredTokenException")
+
+    if path == "sync":
+        hook.get_image(arn)
+        rotate()
+        image = hook.get_image(arn)
+    else:
+
+        async def across_rotation() -> dict:
+            async with hook.client_lease():
+                await hook.get_image_async(arn)
+                rotate()
+                return await hook.get_image_async(arn)
+
+        image = asyncio.run(across_rotation())
+    assert image["arn"] == arn
+    assert [(entry.access_key_id, entry.outcome) for entry in aws_conn.journal("GetImage")] == [
+        ("testing", "ok"),
+        ("testing", "ExpiredTokenException"),
+        ("AKIANEWSESSIONKEY", "ok"),
+    ]
+
+
+def test_botocore_retries_stay_off_unless_the_config_or_the_connection_sets_them(aws_conn, monkeypatch):
+    """The hook retries by the error table; a user who wants botocore's retries sets them in the public config."""
+    assert ImageBuilderHook().conn.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    own = {"mode": "adaptive", "max_attempts": 5}
+    assert ImageBuilderHook(config={"retries": own}).conn.meta.config.retries == own
+    connection = aws_connection(aws_conn.endpoint_url, config_kwargs={"retries": own})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    assert ImageBuilderHook().conn.meta.config.retries == own
