@@ -1,26 +1,41 @@
 """The emulator's two handles: :class:`ImageBuilderEmulator` in-process, :class:`EmulatorControl` for another process.
 
 Both offer the same controls (faults, fault mixes, outages, denied access keys, planned failures naming a workflow
-step, planned scan findings, phase durations, held builds, visibility delay, strict mode, the journal); the command
-line (``python -m
-airflow_imagebuilder.testing``) sets them at start-up.
+step, planned scan findings, phase durations, held builds, visibility delay, strict mode, the journal, events, the
+clock).  Each is a method of :class:`ImageBuilderEmulator` marked with :func:`~.controls.control`, which also names
+its route in the control API (``/_emulator/<path>``) and the command-line options that apply it at start-up
+(``python -m airflow_imagebuilder.testing``); :class:`EmulatorControl`'s methods are derived from them.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_imagebuilder.testing.backend import ImageBuilderBackend, PhaseLength
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
-from airflow_imagebuilder.testing.events import EventDelay, EventPublisher, EventRecord, event_controls
+from airflow_imagebuilder.testing.controls import (
+    CONTROL_PREFIX,
+    CONTROL_TIMEOUT,
+    Option,
+    control,
+    http_actions,
+    parse_denied_key,
+    parse_failure,
+    parse_fault,
+    parse_fault_mix,
+    parse_json_body,
+    parse_outage,
+    remote_methods,
+)
+from airflow_imagebuilder.testing.events import EventDelay, EventPublisher, EventRecord
 from airflow_imagebuilder.testing.server import EmulatorHTTPServer
 from airflow_imagebuilder.testing.service import (
     DENIED_CODE,
     FAULT_MIX_CODES,
+    OUTAGE_MODES,
     EmulatedService,
     Fault,
     JournalEntry,
@@ -97,8 +112,7 @@ class ImageBuilderEmulator:
 
     def start(self) -> ImageBuilderEmulator:
         """Bind and serve in a background thread."""
-        self._server = EmulatorHTTPServer(self._address, self.service)
-        self._server.controls.update(event_controls(self.events))
+        self._server = EmulatorHTTPServer(self._address, self.service, http_actions(self))
         self._server.serve_in_thread()
         if self.events is not None:
             self.events.start()
@@ -127,53 +141,62 @@ class ImageBuilderEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    # ---------------------------------------------------------------- controls (see controls.py)
+    @control(
+        "POST",
+        "faults",
+        Option(
+            "--fault",
+            "inject a fault (repeatable), e.g. GetImage:CallRateLimitExceededException:count=3 or CreateImage:drop",
+            parse_fault,
+            "OP:CODE[:count=N,probability=P,latency=S]",
+            repeat=True,
+        ),
+    )
     def add_fault(self, operation: str = "*", **fault: Any) -> Fault:
         """Inject a fault into calls of ``operation`` (``"*"`` for all); keyword arguments as :class:`Fault`."""
         return self.service.add_fault(Fault(operation=operation, **fault))
 
+    @control(
+        "POST",
+        "fault-mix",
+        Option(
+            "--fault-mix",
+            "answer this share of all calls with 429/500/503 and lose DROP_SHARE of responses, e.g. 0.2,0.05",
+            parse_fault_mix,
+            "ERROR_SHARE[,DROP_SHARE]",
+        ),
+    )
     def add_fault_mix(
         self, error_share: float, drop_share: float = 0.0, codes: tuple[str, ...] | list[str] = FAULT_MIX_CODES
     ) -> None:
         """Answer ``error_share`` of all calls with ``codes`` (429/500/503 by default) and lose ``drop_share``."""
         self.service.add_fault_mix(error_share, drop_share, codes)
 
+    @control("DELETE", "faults")
     def clear_faults(self) -> None:
         """Remove every injected fault."""
         self.service.clear_faults()
 
-    def start_outage(self, mode: str = "unavailable") -> None:
-        """Fail every call until :meth:`end_outage`: ``"unavailable"`` answers 503, ``"drop"`` closes connections.
-
-        An outage comes before faults and denied keys; a dropped call is not processed (journaled as
-        ``connection-dropped``).
-        """
-        self.service.start_outage(mode)
-
-    def end_outage(self) -> None:
-        """Answer calls again."""
-        self.service.end_outage()
-
-    def deny_access_key(
-        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
-    ) -> None:
-        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 by default), without running it.
-
-        Revoked permissions or a deactivated key, as the caller meets them; other keys are answered as usual.
-        """
-        self.service.deny_access_key(access_key_id, code, status, message)
-
-    def allow_access_key(self, access_key_id: str | None = None) -> None:
-        """Stop denying ``access_key_id`` (every denied key when None)."""
-        self.service.allow_access_key(access_key_id)
-
-    def hold_builds(self) -> None:
-        """Keep builds started from now on PENDING (as at the account's build capacity) until released."""
-        self.backend.hold_builds()
-
-    def release_builds(self) -> int:
-        """Let held builds walk their phases from now on; returns how many were held."""
-        return self.backend.release_builds()
-
+    @control(
+        "POST",
+        "failures",
+        Option(
+            "--fail-next-build",
+            "make the next build fail after PHASE (repeatable, one build each); REASON is state.reason verbatim",
+            parse_failure,
+            "PHASE[:REASON]",
+            repeat=True,
+        ),
+        Option(
+            "--plan-failure",
+            "plan build failures with the control API's body of POST /_emulator/failures (repeatable), e.g. "
+            '\'{"phase": "TESTING", "step": "ApplyTestComponents", "step_message": "reboot test failed"}\'',
+            parse_json_body("--plan-failure"),
+            "JSON|@FILE",
+            repeat=True,
+        ),
+    )
     def fail_next_builds(
         self,
         phase: str = "BUILDING",
@@ -200,6 +223,18 @@ class ImageBuilderEmulator:
             workflow_message=workflow_message,
         )
 
+    @control(
+        "POST",
+        "scan-findings",
+        Option(
+            "--scan-findings",
+            "plan scan findings with the control API's body of POST /_emulator/scan-findings (repeatable), e.g. "
+            '\'{"findings": [{"severity": "HIGH", "package_name": "openssl"}], "count": 1}\'',
+            parse_json_body("--scan-findings"),
+            "JSON|@FILE",
+            repeat=True,
+        ),
+    )
     def plan_scan_findings(self, findings: list[dict[str, Any]], count: int = 1) -> None:
         """Give the next ``count`` builds these scan findings (``severity``, ``title``, ``package_name``, ...).
 
@@ -207,40 +242,119 @@ class ImageBuilderEmulator:
         """
         self.backend.plan_scan_findings(findings, count)
 
+    @control(
+        "POST",
+        "denied-keys",
+        Option(
+            "--deny-access-key",
+            f"answer every call signed with this access key with CODE (default {DENIED_CODE}, HTTP 403); repeatable",
+            parse_denied_key,
+            "ACCESS_KEY_ID[:CODE]",
+            repeat=True,
+        ),
+    )
+    def deny_access_key(
+        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
+    ) -> None:
+        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 by default), without running it.
+
+        Revoked permissions or a deactivated key, as the caller meets them; other keys are answered as usual.
+        """
+        self.service.deny_access_key(access_key_id, code, status, message)
+
+    @control("DELETE", "denied-keys")
+    def allow_access_key(self, access_key_id: str | None = None) -> None:
+        """Stop denying ``access_key_id`` (every denied key when None)."""
+        self.service.allow_access_key(access_key_id)
+
+    @control("GET", "denied-keys", reply="access_key_ids")
+    def denied_access_keys(self) -> list[str]:
+        """The access key ids currently denied."""
+        return self.service.denied_access_keys()
+
+    @control(
+        "POST",
+        "outage",
+        Option(
+            "--outage",
+            "start in an outage: 'unavailable' answers 503 to every call, 'drop' closes every connection "
+            "(end it with DELETE /_emulator/outage)",
+            parse_outage,
+            "{" + ",".join(OUTAGE_MODES) + "}",
+        ),
+    )
+    def start_outage(self, mode: str = "unavailable") -> None:
+        """Fail every call until :meth:`end_outage`: ``"unavailable"`` answers 503, ``"drop"`` closes connections.
+
+        An outage comes before faults and denied keys; a dropped call is not processed (journaled as
+        ``connection-dropped``).
+        """
+        self.service.start_outage(mode)
+
+    @control("DELETE", "outage")
+    def end_outage(self) -> None:
+        """Answer calls again."""
+        self.service.end_outage()
+
+    @control("GET", "outage", reply="mode")
+    def outage(self) -> str | None:
+        """The current outage mode (``"unavailable"`` or ``"drop"``), None while the service answers."""
+        return self.service.outage
+
+    @control("POST", "hold", Option("--hold-builds", "keep new builds PENDING until released (DELETE /_emulator/hold)"))
+    def hold_builds(self) -> None:
+        """Keep builds started from now on PENDING (as at the account's build capacity) until released."""
+        self.backend.hold_builds()
+
+    @control("DELETE", "hold", reply="released")
+    def release_builds(self) -> int:
+        """Let held builds walk their phases from now on; returns how many were held."""
+        return self.backend.release_builds()
+
+    @control("POST", "image-scan-findings")
     def set_scan_findings(self, image_build_version_arn: str, findings: list[dict[str, Any]]) -> None:
         """Replace the scan findings of an existing build."""
         self.backend.set_scan_findings(image_build_version_arn, findings)
 
+    @control("POST", "phases")
     def set_phase_seconds(self, seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
         """Phase durations of builds started from now on (one value, or a mapping per phase; a value is a number
         or a ``[low, high]`` range each build draws from)."""
         self.backend.set_phase_seconds(seconds)
 
+    @control("POST", "visibility-delay")
     def set_visibility_delay(self, seconds: float) -> None:
         """GetImage answers not found for ``seconds`` after a build starts (eventual consistency)."""
         self.backend.set_visibility_delay(seconds)
 
+    @control("POST", "strict")
     def set_strict(self, strict: bool = True) -> None:
         """Require the resources requests name to exist (``True``), or register them on first use."""
         self.backend.set_strict(strict)
 
+    @control("POST", "distributions")
     def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
         """Create or replace a distribution configuration with one AMI distribution per region, by its ARN."""
         self.backend.set_distribution_regions(distribution_configuration_arn, regions)
 
+    @control("GET", "journal")
     def journal(self, operation: str | None = None) -> list[JournalEntry]:
         """Every call so far (of ``operation`` only, if given): token, ARN, outcome, request id, time."""
         return self.service.journal(operation)
 
+    @control("GET", "images")
     def images(self) -> dict[str, str]:
         """Every image build version ARN with its current status."""
         return self.backend.statuses()
 
     def _events(self) -> EventPublisher:
         if self.events is None:
-            raise RuntimeError("the emulator sends no events; use ImageBuilderEmulator(events_endpoint_url=...)")
+            raise RuntimeError(
+                "the emulator sends no events; start it with events_endpoint_url (command line: --events-endpoint-url)"
+            )
         return self.events
 
+    @control("POST", "event-faults")
     def set_event_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
         """Drop ``drop_share`` of state change events from now on, delay ``delay_share`` of the rest by ``delay``.
 
@@ -248,23 +362,34 @@ class ImageBuilderEmulator:
         """
         self._events().set_faults(drop_share, delay, delay_share)
 
+    @control("GET", "event-faults")
+    def event_faults(self) -> dict[str, Any]:
+        """The state change events' current ``drop_share``, ``delay`` (``[low, high]``) and ``delay_share``."""
+        return self._events().faults()
+
+    @control("GET", "events")
     def event_journal(self, image_build_version_arn: str | None = None) -> list[EventRecord]:
         """Every state change event so far (of one build, if given): sent, dropped, delayed or failed."""
         return self.events.journal(image_build_version_arn) if self.events is not None else []
 
+    @control("POST", "events/flush", reply="flushed", waits="timeout")
     def flush_events(self, timeout: float = 10.0) -> bool:
         """Wait until every state change due by now is sent (delayed ones included); False on timeout."""
         return self._events().flush(timeout)
 
+    @control("POST", "clock", reply="now")
     def advance(self, seconds: float) -> float:
         """Move the manual clock forward; returns the new clock time."""
         if not isinstance(self.backend.clock, ManualClock):
-            raise RuntimeError("advance() needs ImageBuilderEmulator(clock=ManualClock())")
+            raise RuntimeError("advance() needs ImageBuilderEmulator(clock=ManualClock()), not the real clock")
         return self.backend.clock.advance(seconds)
 
 
 class EmulatorControl:
     """Drives an emulator in another process through its ``/_emulator/`` control API.
+
+    Its methods are the controls of :class:`ImageBuilderEmulator`, with the same names, arguments and docstrings
+    (see ``controls.py``); records (journal entries, events) come back as dictionaries of their fields.
 
     :param endpoint_url: the emulator's ``http://host:port``.
     """
@@ -272,15 +397,15 @@ class EmulatorControl:
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
 
-    def _call(self, method: str, command: str, body: Any = None) -> Any:
+    def _call(self, method: str, command: str, body: Any = None, timeout: float = CONTROL_TIMEOUT) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            f"{self.endpoint_url}/_emulator/{command}",
+            f"{self.endpoint_url}{CONTROL_PREFIX}{command}",
             data=data,
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def healthy(self) -> bool:
@@ -290,134 +415,6 @@ class EmulatorControl:
         except OSError:
             return False
 
-    def journal(self, operation: str | None = None) -> list[dict[str, Any]]:
-        """Every call so far (of ``operation`` only, if given), as dictionaries of :class:`JournalEntry` fields."""
-        entries = self._call("GET", "journal")
-        return [entry for entry in entries if operation is None or entry["operation"] == operation]
 
-    def images(self) -> dict[str, str]:
-        """Every image build version ARN with its current status."""
-        return dict(self._call("GET", "images"))
-
-    def set_event_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
-        """Drop ``drop_share`` of state change events from now on, delay ``delay_share`` of the rest by ``delay``."""
-        seconds = delay if isinstance(delay, (int, float)) else list(delay)
-        self._call("POST", "event-faults", {"drop_share": drop_share, "delay": seconds, "delay_share": delay_share})
-
-    def event_journal(self, image_build_version_arn: str | None = None) -> list[dict[str, Any]]:
-        """Every state change event so far (of one build, if given), as dictionaries of :class:`EventRecord` fields."""
-        records = self._call("GET", "events")
-        return [
-            record
-            for record in records
-            if image_build_version_arn is None or record["image_build_version_arn"] == image_build_version_arn
-        ]
-
-    def flush_events(self, timeout: float = 10.0) -> bool:
-        """Wait until every state change due by now is sent (delayed ones included); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if self._call("POST", "events/flush", {"timeout": max(0.0, min(remaining, 5.0))})["flushed"]:
-                return True
-            if remaining <= 5.0:
-                return False
-
-    def add_fault(self, operation: str = "*", **fault: Any) -> None:
-        """Inject a fault into calls of ``operation``; keyword arguments as :class:`Fault`."""
-        self._call("POST", "faults", {"operation": operation, **fault})
-
-    def add_fault_mix(
-        self, error_share: float, drop_share: float = 0.0, codes: tuple[str, ...] | list[str] = FAULT_MIX_CODES
-    ) -> None:
-        """Answer ``error_share`` of all calls with ``codes`` and lose ``drop_share`` of responses."""
-        self._call("POST", "fault-mix", {"error_share": error_share, "drop_share": drop_share, "codes": list(codes)})
-
-    def clear_faults(self) -> None:
-        """Remove every injected fault."""
-        self._call("DELETE", "faults")
-
-    def start_outage(self, mode: str = "unavailable") -> None:
-        """Fail every call until :meth:`end_outage`: ``"unavailable"`` answers 503, ``"drop"`` closes connections."""
-        self._call("POST", "outage", {"mode": mode})
-
-    def end_outage(self) -> None:
-        """Answer calls again."""
-        self._call("DELETE", "outage")
-
-    def deny_access_key(
-        self, access_key_id: str, code: str = DENIED_CODE, status: int | None = None, message: str | None = None
-    ) -> None:
-        """Answer every call signed with ``access_key_id`` with ``code`` (HTTP 403 by default), without running it."""
-        body: dict[str, Any] = {"access_key_id": access_key_id, "code": code}
-        body |= {key: value for key, value in (("status", status), ("message", message)) if value is not None}
-        self._call("POST", "denied-keys", body)
-
-    def allow_access_key(self, access_key_id: str | None = None) -> None:
-        """Stop denying ``access_key_id`` (every denied key when None)."""
-        self._call("DELETE", "denied-keys", {"access_key_id": access_key_id})
-
-    def hold_builds(self) -> None:
-        """Keep builds started from now on PENDING (as at the account's build capacity) until released."""
-        self._call("POST", "hold", {})
-
-    def release_builds(self) -> int:
-        """Let held builds walk their phases from now on; returns how many were held."""
-        return int(self._call("DELETE", "hold")["released"])
-
-    def fail_next_builds(
-        self,
-        phase: str = "BUILDING",
-        reason: str | None = None,
-        count: int = 1,
-        failure_context: dict[str, Any] | None = None,
-        *,
-        step: str | None = None,
-        step_message: str | None = None,
-        workflow_message: str | None = None,
-    ) -> None:
-        """Make the next ``count`` builds end FAILED after ``phase``, the phase's workflow failing in ``step``."""
-        body: dict[str, Any] = {"phase": phase, "count": count}
-        optional = {
-            "reason": reason,
-            "failure_context": failure_context,
-            "step": step,
-            "step_message": step_message,
-            "workflow_message": workflow_message,
-        }
-        body |= {key: value for key, value in optional.items() if value is not None}
-        self._call("POST", "failures", body)
-
-    def plan_scan_findings(self, findings: list[dict[str, Any]], count: int = 1) -> None:
-        """Give the next ``count`` builds these scan findings (``severity``, ``title``, ``package_name``, ...)."""
-        self._call("POST", "scan-findings", {"findings": findings, "count": count})
-
-    def set_scan_findings(self, image_build_version_arn: str, findings: list[dict[str, Any]]) -> None:
-        """Replace the scan findings of an existing build."""
-        self._call(
-            "POST", "image-scan-findings", {"image_build_version_arn": image_build_version_arn, "findings": findings}
-        )
-
-    def set_phase_seconds(self, seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
-        """Phase durations of builds started from now on (numbers or ``[low, high]`` ranges)."""
-        self._call("POST", "phases", {"seconds": dict(seconds) if isinstance(seconds, Mapping) else seconds})
-
-    def set_visibility_delay(self, seconds: float) -> None:
-        """GetImage answers not found for ``seconds`` after a build starts."""
-        self._call("POST", "visibility-delay", {"seconds": seconds})
-
-    def set_strict(self, strict: bool = True) -> None:
-        """Require the resources requests name to exist (``True``), or register them on first use."""
-        self._call("POST", "strict", {"strict": strict})
-
-    def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
-        """Create or replace a distribution configuration with one AMI distribution per region, by its ARN."""
-        self._call(
-            "POST",
-            "distributions",
-            {"distribution_configuration_arn": distribution_configuration_arn, "regions": regions},
-        )
-
-    def advance(self, seconds: float) -> float:
-        """Move a manual clock forward (the emulator must run on one); returns the new clock time."""
-        return float(self._call("POST", "clock", {"seconds": seconds})["now"])
+for _name, _method in remote_methods(ImageBuilderEmulator).items():
+    setattr(EmulatorControl, _name, _method)

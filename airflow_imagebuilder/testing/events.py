@@ -30,18 +30,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_imagebuilder.states import FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 from airflow_imagebuilder.testing.clock import ManualClock
-from airflow_imagebuilder.testing.resources import FINAL_STATUSES, Build
+from airflow_imagebuilder.testing.resources import Build
 
 if TYPE_CHECKING:
     from airflow_imagebuilder.testing.backend import ImageBuilderBackend
 
+#: Source and detail-type of the events.  The provider's ``airflow_imagebuilder.events`` has the same
+#: (``EVENT_SOURCE``, ``DETAIL_TYPE``; a test holds them equal), but it is an SQS adapter that imports Airflow,
+#: which the emulator's process does not load.
 EVENT_SOURCE = "aws.imagebuilder"
 STATE_CHANGE_DETAIL_TYPE = "EC2 Image Builder Image State Change"
 #: The EventBridge rule pattern matching Image Builder's state change events.
 STATE_CHANGE_PATTERN: dict[str, list[str]] = {"source": [EVENT_SOURCE], "detail-type": [STATE_CHANGE_DETAIL_TYPE]}
 #: The statuses that end a build: all an event-driven wait needs to hear of.
-END_STATUSES = ("AVAILABLE", "FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DISABLED")
+END_STATUSES: tuple[str, ...] = (*sorted(SUCCESS_STATES), *sorted(FAILURE_STATES))
 
 
 def state_change_pattern(statuses: Sequence[str] | None = None) -> dict[str, Any]:
@@ -302,11 +306,11 @@ class EventPublisher:
                     for index in range(first, statuses.index(status) + 1):
                         changes.append((walk[index][0], order, build, statuses[index - 1], statuses[index]))
                     self._following[arn] = status
-                    if status in FINAL_STATUSES:
+                    if status not in IN_PROGRESS_STATES:
                         del self._following[arn]
                 changes.sort(key=lambda change: (change[0], change[1]))
                 for begins, _order, build, previous, status in changes:
-                    reason = build.describe(now)["state"].get("reason") if status in FINAL_STATUSES else None
+                    reason = build.describe(now)["state"].get("reason") if status not in IN_PROGRESS_STATES else None
                     self._decide(build, begins, previous, status, reason)
                 if changes:
                     self._wake.notify_all()
@@ -409,28 +413,6 @@ class EventPublisher:
                 else:
                     record.outcome = "failed"
                     record.error = f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}"
-
-
-def event_controls(publisher: EventPublisher | None) -> dict[tuple[str, str], Callable[[dict[str, Any]], Any]]:
-    """Control API entries for events: ``GET events`` (the journal), ``POST``/``GET event-faults``."""
-
-    def events() -> EventPublisher:
-        if publisher is None:
-            raise ValueError("the emulator sends no events; start it with an events endpoint (--events-endpoint-url)")
-        return publisher
-
-    def journal(body: dict[str, Any]) -> list[dict[str, Any]]:
-        if publisher is None:
-            return []
-        records = publisher.journal(body.get("image_build_version_arn"))
-        return [dataclasses.asdict(record) for record in records]
-
-    return {
-        ("GET", "events"): journal,
-        ("POST", "event-faults"): lambda body: events().set_faults(**body),
-        ("GET", "event-faults"): lambda body: events().faults(),
-        ("POST", "events/flush"): lambda body: {"flushed": events().flush(float(body.get("timeout", 10.0)))},
-    }
 
 
 def wire_events_to_queue(

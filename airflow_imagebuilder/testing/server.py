@@ -9,23 +9,21 @@ behind :class:`~.service.EmulatedService`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_imagebuilder.testing.clock import ManualClock
+from airflow_imagebuilder.testing.controls import CONTROL_PREFIX
 from airflow_imagebuilder.testing.errors import NOT_IMPLEMENTED_CODE
-from airflow_imagebuilder.testing.service import EmulatedService, Fault, Outcome
+from airflow_imagebuilder.testing.service import EmulatedService, Outcome
 from airflow_imagebuilder.testing.shapes import service_model
 
-CONTROL_PREFIX = "/_emulator/"
 SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>[0-9]{8})/(?P<region>[a-z0-9-]+)/"
     r"(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<headers>[a-z0-9;.-]+), ?Signature=[0-9a-f]{64}$"
@@ -141,63 +139,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             result = action(body if isinstance(body, dict) else {})
-        except (TypeError, ValueError, KeyError) as error:
+        except (TypeError, ValueError, KeyError, RuntimeError) as error:
             self._send(400, {"message": f"{command}: {error}"}, "control")
             return
         self._send(200, {"ok": True} if result is None else result, "control")
 
 
-def control_actions(service: EmulatedService) -> dict[tuple[str, str], Callable[[dict[str, Any]], Any]]:
-    """The control API: one entry per control of :class:`~airflow_imagebuilder.testing.ImageBuilderEmulator`."""
-    backend = service.backend
-
-    def advance(body: dict[str, Any]) -> dict[str, float]:
-        if not isinstance(backend.clock, ManualClock):
-            raise ValueError("the emulator runs on the real clock; start it with a manual clock to advance")
-        return {"now": backend.clock.advance(float(body["seconds"]))}
-
-    return {
-        ("GET", "health"): lambda body: {"ok": True},
-        ("GET", "journal"): lambda body: [dataclasses.asdict(entry) for entry in service.journal()],
-        ("GET", "images"): lambda body: backend.statuses(),
-        ("POST", "faults"): lambda body: service.add_fault(Fault(**body)) and None,
-        ("POST", "fault-mix"): lambda body: service.add_fault_mix(**body),
-        ("DELETE", "faults"): lambda body: service.clear_faults(),
-        ("POST", "outage"): lambda body: service.start_outage(**body),
-        ("DELETE", "outage"): lambda body: service.end_outage(),
-        ("GET", "outage"): lambda body: {"mode": service.outage},
-        ("POST", "denied-keys"): lambda body: service.deny_access_key(**body),
-        ("DELETE", "denied-keys"): lambda body: service.allow_access_key(body.get("access_key_id")),
-        ("GET", "denied-keys"): lambda body: {"access_key_ids": service.denied_access_keys()},
-        ("POST", "hold"): lambda body: backend.hold_builds(),
-        ("DELETE", "hold"): lambda body: {"released": backend.release_builds()},
-        ("POST", "phases"): lambda body: backend.set_phase_seconds(body["seconds"]),
-        ("POST", "failures"): lambda body: backend.fail_next_builds(**body),
-        ("POST", "scan-findings"): lambda body: backend.plan_scan_findings(**body),
-        ("POST", "image-scan-findings"): lambda body: backend.set_scan_findings(
-            body["image_build_version_arn"], body["findings"]
-        ),
-        ("POST", "visibility-delay"): lambda body: backend.set_visibility_delay(float(body["seconds"])),
-        ("POST", "strict"): lambda body: backend.set_strict(bool(body["strict"])),
-        ("POST", "distributions"): lambda body: backend.set_distribution_regions(
-            body["distribution_configuration_arn"], body["regions"]
-        ),
-        ("POST", "clock"): advance,
-    }
-
-
 class EmulatorHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server bound to one :class:`~.service.EmulatedService`."""
+    """A threading HTTP server bound to one :class:`~.service.EmulatedService` and the emulator's controls."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], service: EmulatedService) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: EmulatedService,
+        controls: Mapping[tuple[str, str], Callable[[dict[str, Any]], Any]],
+    ) -> None:
         super().__init__(address, _Handler)
         self.service = service
         self.routes = model_routes()
-        self.controls = control_actions(service)
+        #: The control API (see ``controls.py``): (HTTP method, path) -> the control, called with the body.
+        self.controls = {("GET", "health"): lambda body: {"ok": True}, **controls}
 
     def serve_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -16,8 +16,9 @@ import botocore.exceptions
 import pytest
 
 from airflow_imagebuilder.testing import EmulatorControl, ImageBuilderEmulator, ManualClock
-from airflow_imagebuilder.testing.__main__ import parse_denied_key, parse_phase_seconds
+from airflow_imagebuilder.testing.__main__ import parse_phase_seconds
 from airflow_imagebuilder.testing.backend import phase_durations
+from airflow_imagebuilder.testing.controls import parse_denied_key
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
 REQUEST = {"imageRecipeArn": IMAGE_RECIPE_ARN, "infrastructureConfigurationArn": INFRASTRUCTURE_ARN}
