@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from airflow_imagebuilder.states import IN_PROGRESS_STATES
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock
 from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
 from airflow_imagebuilder.testing.findings import planned_findings
@@ -29,7 +30,6 @@ from airflow_imagebuilder.testing.resources import (
     DEFAULT_COMPONENT,
     DEFAULT_INSTANCE_PROFILE,
     DEFAULT_PARENT_IMAGE,
-    FINAL_STATUSES,
     PHASES,
     RESOURCE_NAME,
     Build,
@@ -734,7 +734,7 @@ class ImageBuilderBackend:
         def cancel() -> dict[str, Any]:
             build = self._find_build(region, arn)
             status, _ = build.status(self.clock.now())
-            if status in FINAL_STATUSES:
+            if status not in IN_PROGRESS_STATES:
                 raise ServiceError(
                     "ResourceInUseException", f"Image {arn} cannot be cancelled because its status is {status}"
                 )

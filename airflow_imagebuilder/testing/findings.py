@@ -15,8 +15,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-#: Amazon Inspector's severities, lowest first.
-SEVERITIES: tuple[str, ...] = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL", "UNTRIAGED")
+from airflow_imagebuilder.diagnostics import SEVERITY_RANK
+
+#: Amazon Inspector's severities, the provider's (its scan-findings gate ranks them).
+SEVERITIES: tuple[str, ...] = tuple(SEVERITY_RANK)
 #: Values of ``fixAvailable``.
 FIX_AVAILABLE: tuple[str, ...] = ("YES", "NO", "PARTIAL")
 #: Keys a planned finding may have; every one but ``severity`` is optional.

@@ -22,10 +22,9 @@ from airflow_imagebuilder.testing.workflows import (
     workflow_runs,
 )
 
-#: The lifecycle the emulator walks, in order.  TESTING is skipped when image tests are disabled.
+#: The lifecycle the emulator walks: the provider's ``IN_PROGRESS_STATES``, in the order a build passes them (a set
+#: has no order, so the order is written here).  TESTING is skipped when image tests are disabled.
 PHASES: tuple[str, ...] = ("PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING")
-#: Statuses of a build that has ended.
-FINAL_STATUSES = frozenset({"AVAILABLE", "FAILED", "CANCELLED"})
 
 ARN = re.compile(
     r"^arn:(?P<partition>aws[^:]*):imagebuilder:(?P<region>[^:]+):(?P<account>[0-9]{12}|aws[^:]*):"
