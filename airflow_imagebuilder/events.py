@@ -1,11 +1,15 @@
-"""Image Builder's own state change events, read from an SQS queue: shared consumers and the set-up check.
+"""Image Builder's own state change events, read from an SQS queue: one reader, shared consumers, the set-up check.
 
 Image Builder sends an "EC2 Image Builder Image State Change" event to EventBridge on every status change of a
-build; a rule delivers it to an SQS queue.  Within one triggerer event loop, every wait that names the same queue
-shares one :class:`QueueConsumer`: one long poll (``WaitTimeSeconds=20``) whose messages are routed to the wait
-following each ARN.  A message for an ARN this process does not wait for is made visible again for other
-triggerers and never deleted; a message is deleted once its wait has the outcome.  Malformed messages are logged
-once and left to the queue's redrive policy.
+build; a rule delivers it to an SQS queue.  Every SQS call of the provider goes through a :class:`QueueReader`:
+long-poll receives, batched deletes, releases, and a new client from a new hook (which reads the Airflow connection
+again) after the credentials were refused, so a reader outlives a rotation of the connection's keys.
+
+Within one triggerer event loop, every wait that names the same queue shares one :class:`QueueConsumer`: one
+reader whose messages are routed to the wait following each ARN.  A message for an ARN this process does not wait
+for is made visible again for other triggerers and never deleted; a message is deleted once its wait has the
+outcome.  The asset watcher (``ImageBuilderImageEventTrigger``) has a reader of its own.  Malformed messages are
+logged once and left to the queue's redrive policy.
 
 ``python -m airflow_imagebuilder.events check --queue-url URL`` checks that a queue is reachable and receives
 Image Builder events.
@@ -19,20 +23,24 @@ import collections
 import contextlib
 import dataclasses
 import json
+import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
+from airflow_imagebuilder import retry
 from airflow_imagebuilder.states import IN_PROGRESS_STATES
 
 EVENT_SOURCE = "aws.imagebuilder"
 DETAIL_TYPE = "EC2 Image Builder Image State Change"
 #: The EventBridge rule pattern that selects these events.
 EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE]}
-#: Long poll of the shared consumers (SQS's maximum).
+#: Long poll of a receive (SQS's maximum).
 WAIT_TIME_SECONDS = 20
 #: After a receive that brought some messages but not a full batch, the next one waits this many seconds: builds
 #: that end together send their events within moments, and one receive then carries them instead of one each.
@@ -40,6 +48,8 @@ WAIT_TIME_SECONDS = 20
 RECEIVE_GATHER_SECONDS = 0.25
 #: ReceiveMessage returns at most this many messages.
 RECEIVE_BATCH = 10
+#: Seconds between a failed receive and the next (the waits' safety polls go on meanwhile).
+RECEIVE_RETRY_SECONDS = 5
 #: A message for a build nobody here waits for is visible again after this many seconds, doubling with each
 #: receive up to :data:`MAX_RELEASE_SECONDS`, so foreign messages reach other triggerers without churning here.
 RELEASE_SECONDS = 1
@@ -57,6 +67,29 @@ DELETE_LINGER_SECONDS = 2.0
 #: Builds remembered as finished per consumer (their late messages are deleted).
 FINISHED_REMEMBERED = 10_000
 
+#: Error codes meaning "these credentials are refused": the provider's own (:data:`~.retry.AUTH_CODES`), plus the
+#: spellings of SQS's query protocol and of AWS's common errors list (AccessDenied, ExpiredToken, NotAuthorized).
+#: An HTTP 403 answer counts too, whatever its code: AWS answers refused credentials with 403.
+REFUSED_CREDENTIALS_CODES = retry.AUTH_CODES | {"AccessDenied", "ExpiredToken", "NotAuthorized"}
+#: botocore's own errors for credentials it could not find or refresh.
+REFUSED_CREDENTIALS_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+)
+
+
+def credentials_refused(error: BaseException) -> bool:
+    """True when ``error`` says the credentials are missing, expired, revoked or not allowed the call.
+
+    A new hook reads the connection again and may find other keys there (rotated by an operator, or renewed by a
+    secrets backend); any other error is not helped by that.
+    """
+    if isinstance(error, REFUSED_CREDENTIALS_ERRORS):
+        return True
+    answer = retry.ErrorAnswer.of(error)
+    return answer is not None and (answer.code in REFUSED_CREDENTIALS_CODES or answer.http_status == 403)
+
 
 @dataclasses.dataclass(frozen=True)
 class StateChange:
@@ -69,6 +102,8 @@ class StateChange:
     message_id: str
     receipt_handle: str
     time: str | None = None
+    #: How many times SQS has handed out this message (1 the first time).
+    receive_count: int = 1
 
 
 def parse_message(message: Mapping[str, Any]) -> StateChange | None:
@@ -88,43 +123,175 @@ def parse_message(message: Mapping[str, Any]) -> StateChange | None:
             message_id=str(message["MessageId"]),
             receipt_handle=str(message["ReceiptHandle"]),
             time=event.get("time"),
+            receive_count=int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1)),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def sqs_hook(aws_conn_id: str | None, region_name: str | None, verify: Any, botocore_config: Any) -> AwsBaseHook:
-    return AwsBaseHook(
-        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, config=botocore_config, client_type="sqs"
-    )
+class QueueReader:
+    """The SQS calls on one queue through an Airflow connection: receive, delete, release, and a new client when due.
+
+    Its calls never raise (cancellation aside): a failure is logged, and what it concerned comes back (a message
+    not deleted or not released is received again after its visibility timeout).  After credentials were refused
+    the client is closed, and the next call builds one from :meth:`new_hook`: a hook reads its connection once, so
+    a new one is how the keys an operator rotated, or a secrets backend renewed, reach a long-running reader.
+
+    :param queue_url: the queue.
+    :param aws_conn_id: the Airflow connection that reaches the queue.
+    :param region_name: the AWS region.
+    :param verify: whether or not to verify SSL certificates.
+    :param botocore_config: configuration dictionary for the botocore client.
+    :param log: the logger failures go to (default: this module's; a trigger gives its own).
+    """
+
+    def __init__(
+        self,
+        queue_url: str,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        log: Any = None,
+    ) -> None:
+        self.queue_url = queue_url
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.log = log or logging.getLogger(__name__)
+        self._lock = asyncio.Lock()
+        self._client: Any = None
+        self._context: Any = None
+        #: The last receive brought a partial batch: the next one waits a moment for company.
+        self._gather = False
+        self._malformed: set[str] = set()
+        #: Messages received, routed to a wait, released for others, deleted, malformed: what tests and benchmarks read.
+        self.counts = {"received": 0, "routed": 0, "released": 0, "deleted": 0, "malformed": 0}
+        #: The image build version ARN of the messages deleted (the most recent ones).
+        self.deleted_arns: collections.deque[str] = collections.deque(maxlen=FINISHED_REMEMBERED)
+
+    def new_hook(self) -> AwsBaseHook:
+        """A hook of the reader's connection, for its first client and after credentials were refused."""
+        return SqsHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
+        )
+
+    async def client(self) -> Any:
+        """The SQS client, built from a new hook when there is none (first use, or after :meth:`close`)."""
+        async with self._lock:
+            if self._client is None:
+                context = await self.new_hook().get_async_conn()
+                self._client = await context.__aenter__()
+                self._context = context
+            return self._client
+
+    async def close(self) -> None:
+        """Close the client; a later call builds a new one from a new hook."""
+        context, self._context, self._client = self._context, None, None
+        if context is not None:
+            with contextlib.suppress(Exception):
+                await context.__aexit__(None, None, None)
+
+    async def _failed(self, action: str, error: Exception) -> None:
+        """Log a failed call; after refused credentials, close the client so the next call reads the connection."""
+        refused = credentials_refused(error)
+        renew = f"; reading connection {self.aws_conn_id!r} again for new credentials" if refused else ""
+        self.log.warning("%s %s failed: %s%s", action, self.queue_url, error, renew)
+        if refused:
+            await self.close()
+
+    async def receive(self) -> list[StateChange]:
+        """One long poll: the state changes it brought (none after a failure, retried some seconds later)."""
+        if self._gather:
+            await asyncio.sleep(RECEIVE_GATHER_SECONDS)
+        try:
+            client = await self.client()
+            response = await client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=RECEIVE_BATCH,
+                WaitTimeSeconds=WAIT_TIME_SECONDS,
+                VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except Exception as error:
+            self._gather = False
+            await self._failed("Receiving from", error)
+            await asyncio.sleep(RECEIVE_RETRY_SECONDS)
+            return []
+        messages = response.get("Messages", [])
+        self._gather = 0 < len(messages) < RECEIVE_BATCH
+        self.counts["received"] += len(messages)
+        changes = []
+        for message in messages:
+            change = parse_message(message)
+            if change is not None:
+                changes.append(change)
+            else:
+                self._malformed_message(message)
+        return changes
+
+    def _malformed_message(self, message: Mapping[str, Any]) -> None:
+        self.counts["malformed"] += 1
+        message_id = str(message.get("MessageId"))
+        if message_id not in self._malformed:
+            self._malformed.add(message_id)
+            self.log.warning(
+                "Message %s on %s is not an Image Builder state change event; left to the queue's redrive policy: "
+                "%.200s",
+                message_id,
+                self.queue_url,
+                message.get("Body"),
+            )
+
+    async def delete(self, changes: Sequence[StateChange]) -> None:
+        """Delete the messages of ``changes`` (at most ten: one receive's worth) in one call."""
+        if not changes:
+            return
+        entries = [{"Id": str(index), "ReceiptHandle": change.receipt_handle} for index, change in enumerate(changes)]
+        try:
+            client = await self.client()
+            response = await client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception as error:  # they come back after their visibility timeout, and are deleted then
+            await self._failed(f"Deleting {len(entries)} messages from", error)
+            return
+        failed = {entry["Id"] for entry in response.get("Failed", [])}
+        for index, change in enumerate(changes):
+            if str(index) not in failed:
+                self.counts["deleted"] += 1
+                self.deleted_arns.append(change.image_build_version_arn)
+
+    async def release(self, change: StateChange) -> None:
+        """Make a message visible again for other readers: soon at first, later with each receive of it."""
+        self.counts["released"] += 1
+        seconds = min(MAX_RELEASE_SECONDS, RELEASE_SECONDS * 2 ** (change.receive_count - 1))
+        try:
+            client = await self.client()
+            await client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle, VisibilityTimeout=seconds
+            )
+        except Exception as error:  # it is visible again after the receive's visibility timeout anyway
+            await self._failed("Releasing a message on", error)
 
 
 class QueueConsumer:
     """One long-polling consumer of a queue, routing state changes to the waits subscribed to their ARN.
 
-    :param hook: an ``AwsBaseHook`` with ``client_type="sqs"`` (its connection reaches the queue).
-    :param queue_url: the queue.
+    :param reader: the reader of the queue.
     """
 
-    def __init__(self, hook: AwsBaseHook, queue_url: str) -> None:
-        self.hook = hook
-        self.queue_url = queue_url
+    def __init__(self, reader: QueueReader) -> None:
+        self.reader = reader
+        self.counts = reader.counts
+        self.deleted_arns = reader.deleted_arns
         self._inboxes: dict[str, list[asyncio.Queue[StateChange]]] = {}
         #: Builds whose waits here have ended (most recent last): their late messages are deleted on sight.
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._client_lock = asyncio.Lock()
         self._pending_deletes: list[StateChange] = []
         #: The flush waiting for company, if any; and every flush task still running (stopped with the consumer).
         self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._client: Any = None
-        self._context: Any = None
-        self._malformed: set[str] = set()
-        #: Messages received, released for others, deleted, malformed: what a test or benchmark checks.
-        self.counts = {"received": 0, "routed": 0, "released": 0, "deleted": 0, "malformed": 0}
-        #: The image build version ARN of the messages deleted (the most recent ones).
-        self.deleted_arns: collections.deque[str] = collections.deque(maxlen=FINISHED_REMEMBERED)
 
     @contextlib.asynccontextmanager
     async def subscription(self, image_build_version_arn: str) -> AsyncIterator[asyncio.Queue[StateChange]]:
@@ -166,7 +333,7 @@ class QueueConsumer:
         """
         self._pending_deletes.append(change)
         if len(self._pending_deletes) >= DELETE_BATCH:
-            await self._flush_deletes(await self._client_ready())
+            await self._flush_deletes()
         elif self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
             self._flushes.add(self._flusher)
@@ -178,130 +345,50 @@ class QueueConsumer:
         finally:
             if self._flusher is asyncio.current_task():
                 self._flusher = None  # deletes queued from now on start a new linger
-        await self._flush_deletes(await self._client_ready())
+        await self._flush_deletes()
 
-    async def _flush_deletes(self, client: Any) -> None:
+    async def _flush_deletes(self) -> None:
         while self._pending_deletes:
             batch, self._pending_deletes = self._pending_deletes[:DELETE_BATCH], self._pending_deletes[DELETE_BATCH:]
             try:
-                await self._delete_batch(client, batch)
+                await self.reader.delete(batch)
             except asyncio.CancelledError:
                 self._pending_deletes[:0] = batch  # not known to be deleted: the consumer's stop deletes them
                 raise
 
-    async def _client_ready(self) -> Any:
-        async with self._client_lock:
-            if self._client is None:
-                self._context = await self.hook.get_async_conn()
-                self._client = await self._context.__aenter__()
-            return self._client
-
     async def _consume(self) -> None:
         while self._inboxes:
-            try:
-                client = await self._client_ready()
-                response = await client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=RECEIVE_BATCH,
-                    WaitTimeSeconds=WAIT_TIME_SECONDS,
-                    VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the waits' safety polls go on; try the queue again shortly
-                self.hook.log.warning("Receiving from %s failed: %s; retrying in 5s", self.queue_url, error)
-                await self._reconnect()  # with the connection read again: its keys may have been rotated
-                await asyncio.sleep(5)
-                continue
-            messages = response.get("Messages", [])
-            for message in messages:
-                if change := await self._route(client, message):
+            for change in await self.reader.receive():
+                if await self._route(change):
                     await self.delete(change)
-            if 0 < len(messages) < RECEIVE_BATCH:
-                await asyncio.sleep(RECEIVE_GATHER_SECONDS)
 
-    async def _delete_batch(self, client: Any, changes: list[StateChange]) -> None:
-        """Delete messages nobody needs any more, in one call (at most ten: one receive's worth)."""
-        entries = [{"Id": str(index), "ReceiptHandle": change.receipt_handle} for index, change in enumerate(changes)]
-        try:
-            response = await client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        except Exception as error:  # they come back after their visibility timeout, and are deleted then
-            self.hook.log.warning("Deleting %d messages from %s failed: %s", len(entries), self.queue_url, error)
-            return
-        failed = {entry["Id"] for entry in response.get("Failed", [])}
-        for index, change in enumerate(changes):
-            if str(index) not in failed:
-                self.counts["deleted"] += 1
-                self.deleted_arns.append(change.image_build_version_arn)
-
-    async def _route(self, client: Any, message: Mapping[str, Any]) -> StateChange | None:
-        """Route one message; return it when it is to be deleted now (a step on the way, or a late message)."""
-        self.counts["received"] += 1
-        change = parse_message(message)
-        if change is None:
-            self.counts["malformed"] += 1
-            message_id = str(message.get("MessageId"))
-            if message_id not in self._malformed:
-                self._malformed.add(message_id)
-                self.hook.log.warning(
-                    "Message %s on %s is not an Image Builder state change event; left to the queue's redrive "
-                    "policy: %.200s",
-                    message_id,
-                    self.queue_url,
-                    message.get("Body"),
-                )
-            return None
+    async def _route(self, change: StateChange) -> bool:
+        """Route one state change; True when its message is to be deleted now (a step on the way, or a late one)."""
         inboxes = self._inboxes.get(change.image_build_version_arn)
         if inboxes:
             if change.status in IN_PROGRESS_STATES:
-                return change  # a step on the way: the waits act only on the end of a build
+                return True  # a step on the way: the waits act only on the end of a build
             self.counts["routed"] += 1
             for inbox in inboxes:
                 inbox.put_nowait(change)
-            return None
+            return False
         if change.image_build_version_arn in self._finished:
-            return change  # a late or repeated message of a wait that has its outcome
-        receives = int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
-        self.counts["released"] += 1
-        with contextlib.suppress(Exception):
-            await client.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=change.receipt_handle,
-                VisibilityTimeout=min(MAX_RELEASE_SECONDS, RELEASE_SECONDS * 2 ** (receives - 1)),
-            )
-        return None
-
-    async def _reconnect(self) -> None:
-        async with self._client_lock:
-            context, self._context, self._client = self._context, None, None
-            for name in ("conn", "conn_config", "_client"):
-                self.hook.__dict__.pop(name, None)
-        if context is not None:
-            with contextlib.suppress(Exception):
-                await context.__aexit__(None, None, None)
+            return True  # a late or repeated message of a wait that has its outcome
+        await self.reader.release(change)
+        return False
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
         self._flusher = None
-        client, context = self._client, self._context
-        self._client = self._context = None  # a subscriber arriving meanwhile builds its own
         running = [one for one in (task, *self._flushes) if one is not None and not one.done()]
         for one in running:
             one.cancel()
         for one in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await one
-        if self._pending_deletes and client is None:  # the connection was being read again: one for these deletes
-            try:
-                context = await self.hook.get_async_conn()
-                client = await context.__aenter__()
-            except Exception as error:  # they come back after their visibility timeout, and are deleted then
-                self.hook.log.warning("Deleting messages from %s: no connection: %s", self.queue_url, error)
-        if self._pending_deletes and client is not None:
-            await self._flush_deletes(client)
-        if context is not None:
-            await context.__aexit__(None, None, None)
+        await self._flush_deletes()
+        if not self._inboxes:  # a wait that subscribed meanwhile goes on with the client
+            await self.reader.close()
 
 
 class _Consumers:
@@ -313,12 +400,17 @@ class _Consumers:
         )
 
     def get(
-        self, queue_url: str, aws_conn_id: str | None, region_name: str | None, verify: Any, config: Any
+        self,
+        queue_url: str,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        verify: bool | str | None,
+        config: dict[str, Any] | None,
     ) -> QueueConsumer:
         consumers = self._loops.setdefault(asyncio.get_running_loop(), {})
         key = (queue_url, aws_conn_id, region_name, str(verify), json.dumps(config, sort_keys=True, default=str))
         if key not in consumers:
-            consumers[key] = QueueConsumer(sqs_hook(aws_conn_id, region_name, verify, config), queue_url)
+            consumers[key] = QueueConsumer(QueueReader(queue_url, aws_conn_id, region_name, verify, config))
         return consumers[key]
 
 
@@ -330,7 +422,7 @@ CONSUMERS = _Consumers()
 def check_queue(queue_url: str, aws_conn_id: str | None = "aws_default", region_name: str | None = None) -> list[str]:
     """Problems found with a completion queue (empty when it is ready); prints what it checks."""
     problems: list[str] = []
-    sqs = sqs_hook(aws_conn_id, region_name, None, None).conn
+    sqs = SqsHook(aws_conn_id=aws_conn_id, region_name=region_name).conn
     try:
         attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     except Exception as error:

@@ -308,48 +308,36 @@ class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_imagebuilder.events import WAIT_TIME_SECONDS, parse_message, sqs_hook
+        from airflow_imagebuilder.events import QueueReader
 
-        sqs = sqs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
-        malformed: set[str] = set()
+        reader = QueueReader(
+            self.queue_url, self.aws_conn_id, self.region_name, self.verify, self.botocore_config, log=self.log
+        )
         fired: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
-        async with self.hook.client_lease(), await sqs.get_async_conn() as client:
-            while True:
-                try:
-                    response = await client.receive_message(
-                        QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_TIME_SECONDS
-                    )
-                except Exception as error:
-                    self.log.warning("Receiving from %s failed: %s; retrying in 5s", self.queue_url, error)
-                    await asyncio.sleep(5)
-                    continue
-                for message in response.get("Messages", []):
-                    change = parse_message(message)
-                    if change is None:
-                        if message.get("MessageId") not in malformed:
-                            malformed.add(str(message.get("MessageId")))
-                            self.log.warning("Not an Image Builder state change event, left: %.200s", message["Body"])
-                        continue
-                    seen = (change.image_build_version_arn, change.status)
-                    if change.status in self.statuses and seen not in fired:
-                        try:
-                            image = await self.hook.find_image_async(change.image_build_version_arn)
-                        except ImageBuilderError as error:
-                            self.log.warning("GetImage of %s failed: %s", change.image_build_version_arn, error)
-                            continue  # the message comes back after its visibility timeout
-                        if image is None:
-                            continue  # not visible yet: the message comes back after its visibility timeout
-                        if self.matches(image):
-                            self.log.info("Image %s is %s: firing", change.image_build_version_arn, change.status)
-                            fired[seen] = None  # EventBridge delivers at least once: one run per change
-                            while len(fired) > FIRED_REMEMBERED:
-                                fired.popitem(last=False)
-                            yield self._event(change.status, change.reason, image)
-                    # Fired, another status, or filtered out: this watcher's queue is done with the message.
-                    try:
-                        await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=change.receipt_handle)
-                    except Exception as error:  # gone already, or the receipt expired: it may come back once more
-                        self.log.warning("Could not delete message %s: %s", change.message_id, error)
+        try:
+            async with self.hook.client_lease():
+                while True:
+                    done: list[StateChange] = []
+                    for change in await reader.receive():
+                        seen = (change.image_build_version_arn, change.status)
+                        if change.status in self.statuses and seen not in fired:
+                            try:
+                                image = await self.hook.find_image_async(change.image_build_version_arn)
+                            except ImageBuilderError as error:
+                                self.log.warning("GetImage of %s failed: %s", change.image_build_version_arn, error)
+                                continue  # the message comes back after its visibility timeout
+                            if image is None:
+                                continue  # not visible yet: the message comes back after its visibility timeout
+                            if self.matches(image):
+                                self.log.info("Image %s is %s: firing", change.image_build_version_arn, change.status)
+                                fired[seen] = None  # EventBridge delivers at least once: one run per change
+                                while len(fired) > FIRED_REMEMBERED:
+                                    fired.popitem(last=False)
+                                yield self._event(change.status, change.reason, image)
+                        done.append(change)  # fired, another status, or filtered out: this watcher is done with it
+                    await reader.delete(done)
+        finally:
+            await reader.close()
 
     @staticmethod
     def _event(status: str, reason: str | None, image: dict[str, Any]) -> TriggerEvent:

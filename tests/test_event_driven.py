@@ -212,7 +212,7 @@ def test_a_queue_with_no_visibility_timeout_does_not_hand_a_message_back_while_i
     sqs = client("sqs", moto.endpoint_url)
     queue_url = sqs.create_queue(QueueName="no-visibility-timeout", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_uri(moto.endpoint_url, moto.endpoint_url))
-    consumer = events.QueueConsumer(events.sqs_hook("aws_default", None, None, None), queue_url)
+    consumer = events.QueueConsumer(events.QueueReader(queue_url, "aws_default"))
     ended, waiting = (f"arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.0.0/{index}" for index in (1, 2))
     body = {
         "source": events.EVENT_SOURCE,

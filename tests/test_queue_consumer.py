@@ -1,4 +1,4 @@
-"""The shared queue consumer's batching, against a fake SQS client: deletes wait for company, receives gather."""
+"""The shared queue consumer and its reader, against a fake SQS client: batched deletes, gathered receives, renewal."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import logging
 import time
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from airflow_imagebuilder import events
-from airflow_imagebuilder.events import QueueConsumer, StateChange
+from airflow_imagebuilder.events import QueueConsumer, QueueReader, StateChange
 
 QUEUE_URL = "http://sqs.local/123456789012/waits"
 
@@ -39,14 +40,22 @@ def change(index: int) -> StateChange:
 class FakeSqs:
     """Receives hand out the scripted batches, then block like an empty long poll; calls are recorded."""
 
-    def __init__(self, batches: list[list[dict[str, Any]]] | None = None, hang_first_delete: bool = False) -> None:
+    def __init__(
+        self,
+        batches: list[list[dict[str, Any]]] | None = None,
+        hang_first_delete: bool = False,
+        errors: list[Exception] | None = None,
+    ) -> None:
         self.batches = list(batches or [])
+        self.errors = list(errors or [])
         self.receives: list[float] = []
         self.deletes: list[list[str]] = []
         self.hang_first_delete = hang_first_delete
 
     async def receive_message(self, **kwargs: Any) -> dict[str, Any]:
         self.receives.append(time.monotonic())
+        if self.errors:
+            raise self.errors.pop(0)
         if self.batches:
             return {"Messages": self.batches.pop(0)}
         await asyncio.sleep(3600)
@@ -64,8 +73,6 @@ class FakeSqs:
 
 
 class FakeHook:
-    log = logging.getLogger("test")
-
     def __init__(self, client: FakeSqs) -> None:
         self.client = client
 
@@ -82,14 +89,28 @@ class FakeHook:
         return Context()
 
 
+class FakeReader(QueueReader):
+    """A reader whose hooks hand out the fake client (one of ``clients`` per hook, the last one for the rest)."""
+
+    def __init__(self, *clients: FakeSqs) -> None:
+        super().__init__(QUEUE_URL, log=logging.getLogger("test"))
+        self.clients = list(clients)
+        self.hooks = 0
+
+    def new_hook(self) -> Any:
+        self.hooks += 1
+        return FakeHook(self.clients.pop(0) if len(self.clients) > 1 else self.clients[0])
+
+
 def consumer_of(client: FakeSqs) -> QueueConsumer:
-    return QueueConsumer(FakeHook(client), QUEUE_URL)  # type: ignore[arg-type]
+    return QueueConsumer(FakeReader(client))
 
 
 @pytest.fixture(autouse=True)
 def short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events, "DELETE_LINGER_SECONDS", 0.05)
     monkeypatch.setattr(events, "RECEIVE_GATHER_SECONDS", 0.1)
+    monkeypatch.setattr(events, "RECEIVE_RETRY_SECONDS", 0.01)
 
 
 def test_deletes_of_waits_ending_one_by_one_share_one_batch_call():
@@ -144,7 +165,7 @@ def test_the_consumer_stop_deletes_what_is_pending_while_the_connection_is_read_
     async def scenario() -> None:
         async with consumer.subscription(arn(99)):
             await asyncio.sleep(0.01)
-            await consumer._reconnect()  # as after a failed receive: no client until the next one
+            await consumer.reader.close()  # as after refused credentials: no client until the next call
             await consumer.delete(change(0))
 
     asyncio.run(scenario())
@@ -208,3 +229,48 @@ def test_a_full_receive_is_followed_by_the_next_at_once():
 
     asyncio.run(scenario())
     assert sqs.receives[1] - sqs.receives[0] < 0.1
+
+
+def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return botocore.exceptions.ClientError(response, "ReceiveMessage")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("InvalidClientTokenId", 403),  # a revoked or deleted access key
+        client_error("ExpiredToken", 400),  # a session that ended
+        client_error("AccessDenied", 400),  # the query protocol's spelling
+        client_error("403", 403),  # an answer botocore could not parse, with its status for a code
+        botocore.exceptions.NoCredentialsError(),
+    ],
+    ids=str,
+)
+def test_after_refused_credentials_the_reader_builds_its_client_from_a_new_hook(error):
+    revoked, renewed = FakeSqs(errors=[error]), FakeSqs(batches=[[message(1)]])
+    reader = FakeReader(revoked, renewed)
+
+    async def scenario() -> list[StateChange]:
+        assert await reader.receive() == []
+        return await reader.receive()
+
+    assert [change.image_build_version_arn for change in asyncio.run(scenario())] == [arn(1)]
+    assert reader.hooks == 2 and len(revoked.receives) == len(renewed.receives) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [client_error("ServiceUnavailable", 503), botocore.exceptions.ReadTimeoutError(endpoint_url=QUEUE_URL)],
+    ids=str,
+)
+def test_any_other_failed_receive_is_retried_with_the_same_client(error):
+    sqs = FakeSqs(batches=[[message(1)]], errors=[error])
+    reader = FakeReader(sqs, FakeSqs())
+
+    async def scenario() -> list[StateChange]:
+        assert await reader.receive() == []
+        return await reader.receive()
+
+    assert [change.image_build_version_arn for change in asyncio.run(scenario())] == [arn(1)]
+    assert reader.hooks == 1 and len(sqs.receives) == 2
