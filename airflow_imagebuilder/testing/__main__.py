@@ -12,42 +12,42 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from airflow_imagebuilder.testing.backend import phase_durations
+from airflow_imagebuilder.testing.clock import seconds_range
 from airflow_imagebuilder.testing.controls import controls_of
 from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
-from airflow_imagebuilder.testing.events import delay_range
 
 
-def parse_phase_seconds(text: str) -> Any:
-    """``S`` (every phase), ``LOW-HIGH`` (a range each build draws from) or a JSON object per phase.
+def parse_seconds(option: str, check: Callable[[Any], object]) -> Callable[[str], Any]:
+    """A parser of ``S``, ``LOW-HIGH`` (a range each use draws from) or a JSON object, which ``check`` accepts.
 
     Examples: ``5``, ``2-10``, ``'{"BUILDING": [10, 50], "TESTING": 2}'``.
     """
-    try:
-        if text.lstrip().startswith("{"):
-            value: Any = json.loads(text)
-        elif "-" in text.strip().lstrip("-"):
-            low, _, high = text.partition("-")
-            value = [float(low), float(high)]
-        else:
-            value = float(text)
-        phase_durations(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"--phase-seconds {text!r}: {error}") from error
-    return value
+
+    def parse(text: str) -> Any:
+        try:
+            if text.lstrip().startswith("{"):
+                value: Any = json.loads(text)
+            elif "-" in text.strip().lstrip("-"):
+                low, _, high = text.partition("-")
+                value = [float(low), float(high)]
+            else:
+                value = float(text)
+            check(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{option} {text!r}: {error}") from error
+        return value
+
+    return parse
 
 
-def parse_event_delay(text: str) -> Any:
-    """``S`` or ``LOW-HIGH`` real seconds a delayed state change event is held back."""
-    try:
-        low, dash, high = text.partition("-")
-        value: Any = [float(low), float(high)] if dash else float(text)
-        delay_range(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"--event-delay {text!r}: {error}") from error
-    return value
+#: Seconds per phase: a number, a range or a JSON object per phase.
+parse_phase_seconds = parse_seconds("--phase-seconds", phase_durations)
+#: Real seconds a delayed state change event is held back: a number or a range.
+parse_event_delay = parse_seconds("--event-delay", lambda value: seconds_range("event_delay", value))
 
 
 def parse_share(text: str) -> float:

@@ -18,11 +18,11 @@ import datetime as dt
 import json
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_imagebuilder.states import IN_PROGRESS_STATES
-from airflow_imagebuilder.testing.clock import ManualClock, RealClock
+from airflow_imagebuilder.testing.clock import ManualClock, RealClock, Seconds, seconds_range
 from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
 from airflow_imagebuilder.testing.findings import planned_findings
 from airflow_imagebuilder.testing.resources import (
@@ -48,6 +48,7 @@ from airflow_imagebuilder.testing.workflows import (
     MANAGED_WORKFLOWS,
     PHASE_WORKFLOW,
     WorkflowRun,
+    clip,
     phase_steps,
     step_execution_id,
     workflow_execution_id,
@@ -80,25 +81,11 @@ def partition_of(region: str) -> str:
     return "aws"
 
 
-#: Seconds of one phase: a number, or a ``[low, high]`` range from which each build draws its own duration.
-PhaseLength = float | Sequence[float]
 #: Seconds a held build stays PENDING before :meth:`ImageBuilderBackend.release_builds` (practically forever).
 HELD_SECONDS = 1e9
 
 
-def _phase_range(name: str, value: PhaseLength) -> tuple[float, float]:
-    if isinstance(value, (int, float)):
-        low = high = float(value)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        low, high = float(value[0]), float(value[1])
-    else:
-        raise ValueError(f"phase_seconds[{name}]: {value!r} is neither a number nor a [low, high] range")
-    if low < 0 or high < low:
-        raise ValueError(f"phase_seconds[{name}]: {value!r} must be >= 0 (and low <= high for a range)")
-    return low, high
-
-
-def phase_durations(phase_seconds: PhaseLength | Mapping[str, PhaseLength]) -> dict[str, tuple[float, float]]:
+def phase_durations(phase_seconds: Seconds | Mapping[str, Seconds]) -> dict[str, tuple[float, float]]:
     """Seconds per phase as ``(low, high)`` ranges (equal bounds for a fixed duration).
 
     One value for every phase, or a mapping per phase (phases not named last 1 second).  A ``[low, high]`` range
@@ -109,10 +96,10 @@ def phase_durations(phase_seconds: PhaseLength | Mapping[str, PhaseLength]) -> d
         unknown = set(phase_seconds) - set(PHASES)
         if unknown:
             raise ValueError(f"phase_seconds: unknown phases {sorted(unknown)}; phases are {PHASES}")
-        durations = {phase: _phase_range(phase, phase_seconds.get(phase, 1.0)) for phase in PHASES}
+        durations = {phase: seconds_range(f"phase_seconds[{phase}]", phase_seconds.get(phase, 1.0)) for phase in PHASES}
         explicit_creating = "CREATING" in phase_seconds
     else:
-        durations = dict.fromkeys(PHASES, _phase_range("*", phase_seconds))
+        durations = dict.fromkeys(PHASES, seconds_range("phase_seconds[*]", phase_seconds))
         explicit_creating = False
     if not explicit_creating:
         low, high = durations["PENDING"]
@@ -136,7 +123,7 @@ class ImageBuilderBackend:
         self,
         *,
         clock: RealClock | ManualClock | None = None,
-        phase_seconds: PhaseLength | Mapping[str, PhaseLength] = 1.0,
+        phase_seconds: Seconds | Mapping[str, Seconds] = 1.0,
         account_id: str = "123456789012",
         visibility_delay: float = 0.0,
         strict: bool = False,
@@ -214,7 +201,7 @@ class ImageBuilderBackend:
         return tuple(self._operations)
 
     # ---------------------------------------------------------------- controls
-    def set_phase_seconds(self, phase_seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
+    def set_phase_seconds(self, phase_seconds: Seconds | Mapping[str, Seconds]) -> None:
         """Change the phase durations of builds started from now on (see :func:`phase_durations`)."""
         durations = phase_durations(phase_seconds)
         with self.lock:
@@ -379,6 +366,8 @@ class ImageBuilderBackend:
         with self.lock:
             if params.get("dryRun"):
                 raise ServiceError("DryRunOperationException", f"The {operation} dry run would have succeeded.")
+            if "filters" in params and operation != "ListImageScanFindings":  # the one List that filters here
+                raise NotImplementedByEmulator("filters in List operations")
             return handler(region, params)
 
     def _idempotent(
@@ -414,8 +403,26 @@ class ImageBuilderBackend:
                 f"The following resource '{RESOURCE_LABELS[kind]}' already exists: '{arn}'.",
             )
 
+    def _create(
+        self,
+        region: str,
+        params: dict[str, Any],
+        kind: str,
+        make: Callable[[str, dict[str, Any]], Resource],
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """A Create call of ``kind``: ``make(arn, request)`` is the new resource, once per client token."""
+        label = RESOURCE_LABELS[kind]
+        arn = self._arn(region, kind, params["name"], version)
+
+        def create() -> dict[str, Any]:
+            self._check_new(arn, kind)
+            self.resources[arn] = make(arn, {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")})
+            return {f"{label[0].lower()}{label[1:]}Arn": arn}  # imageRecipeArn, ..., imagePipelineArn
+
+        return self._idempotent(f"Create{label}", region, params, create)
+
     def _create_recipe(self, region: str, params: dict[str, Any], kind: str) -> dict[str, Any]:
-        operation = "CreateImageRecipe" if kind == "image" else "CreateContainerRecipe"
         version = params["semanticVersion"]
         if "x" in version:
             raise ServiceError(
@@ -423,31 +430,25 @@ class ImageBuilderBackend:
                 f"The semantic version '{version}' is not valid: a recipe version is <major>.<minor>.<patch> in "
                 "digits, without wildcards.",
             )
-        resource_kind = f"{kind}-recipe"
-        arn = self._arn(region, resource_kind, params["name"], version)
-
-        def create() -> dict[str, Any]:
-            self._check_new(arn, resource_kind)
-            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
-            self.resources[arn] = Recipe(
+        return self._create(
+            region,
+            params,
+            f"{kind}-recipe",
+            lambda arn, request: Recipe(
                 arn, params["name"], request, self.account_id, self._now_wall(), kind=kind, version=version
-            )
-            return {"imageRecipeArn" if kind == "image" else "containerRecipeArn": arn}
-
-        return self._idempotent(operation, region, params, create)
+            ),
+            version,
+        )
 
     def create_infrastructure_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        arn = self._arn(region, "infrastructure-configuration", params["name"])
-
-        def create() -> dict[str, Any]:
-            self._check_new(arn, "infrastructure-configuration")
-            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
-            self.resources[arn] = InfrastructureConfiguration(
+        return self._create(
+            region,
+            params,
+            "infrastructure-configuration",
+            lambda arn, request: InfrastructureConfiguration(
                 arn, params["name"], request, self.account_id, self._now_wall()
-            )
-            return {"infrastructureConfigurationArn": arn}
-
-        return self._idempotent("CreateInfrastructureConfiguration", region, params, create)
+            ),
+        )
 
     def create_distribution_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         distributions = params["distributions"]
@@ -465,17 +466,14 @@ class ImageBuilderBackend:
                     f"distributions[{index}].region", f"Region {distribution['region']} is listed more than once."
                 )
             seen.add(distribution["region"])
-        arn = self._arn(region, "distribution-configuration", params["name"])
-
-        def create() -> dict[str, Any]:
-            self._check_new(arn, "distribution-configuration")
-            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
-            self.resources[arn] = DistributionConfiguration(
+        return self._create(
+            region,
+            params,
+            "distribution-configuration",
+            lambda arn, request: DistributionConfiguration(
                 arn, params["name"], request, self.account_id, self._now_wall()
-            )
-            return {"distributionConfigurationArn": arn}
-
-        return self._idempotent("CreateDistributionConfiguration", region, params, create)
+            ),
+        )
 
     def _get(self, region: str, params: dict[str, Any], arn_member: str, key: str) -> dict[str, Any]:
         resource = self.resources.get(params[arn_member])
@@ -493,13 +491,9 @@ class ImageBuilderBackend:
         ]
 
     def _list(self, region: str, params: dict[str, Any], kind: type[Resource], key: str) -> dict[str, Any]:
-        if "filters" in params:
-            raise NotImplementedByEmulator("filters in List operations")
         return self._page(params, key, [resource.summary() for resource in self._in_region(region, kind)])
 
     def _list_recipes(self, region: str, params: dict[str, Any], kind: str) -> dict[str, Any]:
-        if "filters" in params:
-            raise NotImplementedByEmulator("filters in List operations")
         key = "imageRecipeSummaryList" if kind == "image" else "containerRecipeSummaryList"
         if params.get("owner", "Self") != "Self":
             return self._page(params, key, [])
@@ -744,8 +738,6 @@ class ImageBuilderBackend:
         return self._idempotent("CancelImageCreation", region, params, cancel)
 
     def list_image_build_versions(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        if "filters" in params:
-            raise NotImplementedByEmulator("filters in List operations")
         version_arn = params.get("imageVersionArn")
         if version_arn is None:
             raise ServiceError("InvalidRequestException", "imageVersionArn is required")
@@ -763,19 +755,14 @@ class ImageBuilderBackend:
         return pipeline
 
     def create_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        arn = self._arn(region, "image-pipeline", params["name"])
-
-        def create() -> dict[str, Any]:
-            self._check_new(arn, "image-pipeline")
+        def pipeline(arn: str, request: dict[str, Any]) -> ImagePipeline:
             recipe, _, _ = self._references(region, params)
-            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
             request["status"] = params.get("status", "ENABLED")
-            self.resources[arn] = ImagePipeline(
+            return ImagePipeline(
                 arn, params["name"], request, self.account_id, self._now_wall(), platform=recipe.platform
             )
-            return {"imagePipelineArn": arn}
 
-        return self._idempotent("CreateImagePipeline", region, params, create)
+        return self._create(region, params, "image-pipeline", pipeline)
 
     def get_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"imagePipeline": self._describe_pipeline(self._pipeline(params["imagePipelineArn"]))}
@@ -788,8 +775,6 @@ class ImageBuilderBackend:
         return pipeline.describe(last_status)
 
     def list_image_pipelines(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        if "filters" in params:
-            raise NotImplementedByEmulator("filters in List operations")
         pipelines = [self._describe_pipeline(pipeline) for pipeline in self._in_region(region, ImagePipeline)]
         return self._page(params, "imagePipelineList", pipelines)
 
@@ -840,8 +825,6 @@ class ImageBuilderBackend:
         return self._idempotent("StartImagePipelineExecution", region, params, start)
 
     def list_image_pipeline_images(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        if "filters" in params:
-            raise NotImplementedByEmulator("filters in List operations")
         pipeline = self._pipeline(params["imagePipelineArn"])
         now = self.clock.now()
         builds = [build.summary(now) for build in self.builds.values() if build.pipeline is pipeline]
@@ -856,8 +839,7 @@ class ImageBuilderBackend:
         body["imageBuildVersionArn"] = build.arn
         failure = build.status(now)[1]
         if failure is not None:
-            reason = build.failure_reason(failure)
-            body["message"] = reason if len(reason) <= 500 else reason[:497] + "..."
+            body["message"] = clip(build.failure_reason(failure), 500)
         return body
 
     def _workflow_run(self, region: str, execution_id: str) -> WorkflowRun:

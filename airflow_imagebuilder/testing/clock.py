@@ -1,10 +1,33 @@
-"""Clocks for the emulator: real time for the demo, a manual clock that tests advance without sleeping."""
+"""Clocks for the emulator (real time for the demo, a manual clock that tests advance without sleeping), and how it
+reads durations and writes times."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+#: Seconds: a number, or a ``[low, high]`` range from which each use (a build's phase, a delayed event) draws its own.
+Seconds = float | Sequence[float]
+
+
+def seconds_range(name: str, value: Seconds) -> tuple[float, float]:
+    """``(low, high)`` of a number of seconds (equal bounds) or a ``[low, high]`` range; ``name`` is for errors."""
+    if isinstance(value, (int, float)):
+        low = high = float(value)
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        low, high = float(value[0]), float(value[1])
+    else:
+        raise ValueError(f"{name}: {value!r} is neither a number nor a [low, high] range")
+    if low < 0 or high < low:
+        raise ValueError(f"{name}: {value!r} must be >= 0 (and low <= high for a range)")
+    return low, high
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """The service's DateTime strings: ISO 8601, milliseconds, UTC ``Z``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RealClock:

@@ -14,8 +14,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_imagebuilder.testing.backend import ImageBuilderBackend, PhaseLength
-from airflow_imagebuilder.testing.clock import ManualClock, RealClock
+from airflow_imagebuilder.testing.backend import ImageBuilderBackend
+from airflow_imagebuilder.testing.clock import ManualClock, RealClock, Seconds
 from airflow_imagebuilder.testing.controls import (
     CONTROL_PREFIX,
     CONTROL_TIMEOUT,
@@ -30,7 +30,7 @@ from airflow_imagebuilder.testing.controls import (
     parse_outage,
     remote_methods,
 )
-from airflow_imagebuilder.testing.events import EventDelay, EventPublisher, EventRecord
+from airflow_imagebuilder.testing.events import EventPublisher, EventRecord
 from airflow_imagebuilder.testing.server import EmulatorHTTPServer
 from airflow_imagebuilder.testing.service import (
     DENIED_CODE,
@@ -68,7 +68,7 @@ class ImageBuilderEmulator:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        phase_seconds: PhaseLength | Mapping[str, PhaseLength] = 1.0,
+        phase_seconds: Seconds | Mapping[str, Seconds] = 1.0,
         clock: RealClock | ManualClock | None = None,
         *,
         strict: bool = False,
@@ -78,7 +78,7 @@ class ImageBuilderEmulator:
         validate_responses: bool = False,
         events_endpoint_url: str | None = None,
         event_drop_share: float = 0.0,
-        event_delay: EventDelay = 0.0,
+        event_delay: Seconds = 0.0,
         event_delay_share: float = 1.0,
     ) -> None:
         self.backend = ImageBuilderBackend(
@@ -317,7 +317,7 @@ class ImageBuilderEmulator:
         self.backend.set_scan_findings(image_build_version_arn, findings)
 
     @control("POST", "phases")
-    def set_phase_seconds(self, seconds: PhaseLength | Mapping[str, PhaseLength]) -> None:
+    def set_phase_seconds(self, seconds: Seconds | Mapping[str, Seconds]) -> None:
         """Phase durations of builds started from now on (one value, or a mapping per phase; a value is a number
         or a ``[low, high]`` range each build draws from)."""
         self.backend.set_phase_seconds(seconds)
@@ -355,7 +355,7 @@ class ImageBuilderEmulator:
         return self.events
 
     @control("POST", "event-faults")
-    def set_event_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
+    def set_event_faults(self, drop_share: float = 0.0, delay: Seconds = 0.0, delay_share: float = 1.0) -> None:
         """Drop ``drop_share`` of state change events from now on, delay ``delay_share`` of the rest by ``delay``.
 
         ``delay`` is real seconds, a number or a ``[low, high]`` range; choices come from the emulator's seed.

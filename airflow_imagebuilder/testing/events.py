@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_imagebuilder.states import FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
-from airflow_imagebuilder.testing.clock import ManualClock
+from airflow_imagebuilder.testing.clock import ManualClock, Seconds, seconds_range
+from airflow_imagebuilder.testing.processes import local_client
 from airflow_imagebuilder.testing.resources import Build
 
 if TYPE_CHECKING:
@@ -58,22 +59,6 @@ def state_change_pattern(statuses: Sequence[str] | None = None) -> dict[str, Any
 
 #: PutEvents takes at most this many entries per call.
 PUT_EVENTS_BATCH = 10
-
-#: An event delay: seconds, or a ``[low, high]`` range each delayed event draws its own delay from.
-EventDelay = float | Sequence[float]
-
-
-def delay_range(delay: EventDelay) -> tuple[float, float]:
-    """``(low, high)`` seconds of an event delay given as a number or a ``[low, high]`` range."""
-    if isinstance(delay, (int, float)):
-        low = high = float(delay)
-    else:
-        if len(delay) != 2:
-            raise ValueError(f"event_delay: expected seconds or [low, high], got {delay!r}")
-        low, high = float(delay[0]), float(delay[1])
-    if not 0 <= low <= high:
-        raise ValueError(f"event_delay: {delay!r} must be >= 0 with low <= high")
-    return low, high
 
 
 def _share(name: str, value: float) -> float:
@@ -155,19 +140,11 @@ class EventRecord:
 
 def events_client(endpoint_url: str, region: str) -> Any:
     """An EventBridge client for ``endpoint_url`` with throwaway credentials and short timeouts."""
-    import boto3
     import botocore.config
 
-    return boto3.client(
-        "events",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=botocore.config.Config(
-            connect_timeout=2, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
-        ),
-    )
+    retries = {"mode": "standard", "total_max_attempts": 3}
+    config = botocore.config.Config(connect_timeout=2, read_timeout=10, retries=retries)
+    return local_client("events", endpoint_url, region, config)
 
 
 class EventPublisher:
@@ -189,7 +166,7 @@ class EventPublisher:
         endpoint_url: str,
         *,
         drop_share: float = 0.0,
-        delay: EventDelay = 0.0,
+        delay: Seconds = 0.0,
         delay_share: float = 1.0,
         seed: int = 0,
         poll_interval: float = 0.05,
@@ -219,10 +196,10 @@ class EventPublisher:
         self._running = False
 
     # ---------------------------------------------------------------- controls
-    def set_faults(self, drop_share: float = 0.0, delay: EventDelay = 0.0, delay_share: float = 1.0) -> None:
+    def set_faults(self, drop_share: float = 0.0, delay: Seconds = 0.0, delay_share: float = 1.0) -> None:
         """Drop ``drop_share`` of the events from now on and delay ``delay_share`` of the others by ``delay``."""
         drop, delayed = _share("drop_share", drop_share), _share("delay_share", delay_share)
-        seconds = delay_range(delay)
+        seconds = seconds_range("event_delay", delay)
         self._drop_share, self._delay_share, self._delay = drop, delayed, seconds
 
     def faults(self) -> dict[str, Any]:

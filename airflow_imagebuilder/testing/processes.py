@@ -106,8 +106,8 @@ def moto_process(port: int | None = None, log_dir: Path | None = None) -> Servic
     return ServiceProcess("moto", command, port, "/moto-api/", log_dir)
 
 
-def local_client(service: str, endpoint_url: str, region: str = "us-east-1") -> Any:
-    """A boto3 client for a local service (emulator or moto), with throwaway credentials."""
+def local_client(service: str, endpoint_url: str, region: str = "us-east-1", config: Any = None) -> Any:
+    """A boto3 client for a local service (emulator or moto), with throwaway credentials and botocore ``config``."""
     import boto3
 
     return boto3.client(
@@ -116,6 +116,7 @@ def local_client(service: str, endpoint_url: str, region: str = "us-east-1") -> 
         region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        config=config,
     )
 
 

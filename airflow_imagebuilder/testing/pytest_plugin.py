@@ -15,18 +15,7 @@ import pytest
 
 from airflow_imagebuilder.testing.clock import ManualClock
 from airflow_imagebuilder.testing.emulator import ImageBuilderEmulator
-
-
-def _client(emulator: ImageBuilderEmulator) -> Any:
-    import boto3
-
-    return boto3.client(
-        "imagebuilder",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from airflow_imagebuilder.testing.processes import local_client
 
 
 @pytest.fixture
@@ -48,10 +37,10 @@ def imagebuilder_strict_emulator() -> Iterator[ImageBuilderEmulator]:
 @pytest.fixture
 def imagebuilder_client(imagebuilder_emulator: ImageBuilderEmulator) -> Any:
     """A boto3 ``imagebuilder`` client for ``imagebuilder_emulator``."""
-    return _client(imagebuilder_emulator)
+    return local_client("imagebuilder", imagebuilder_emulator.endpoint_url)
 
 
 @pytest.fixture
 def imagebuilder_strict_client(imagebuilder_strict_emulator: ImageBuilderEmulator) -> Any:
     """A boto3 ``imagebuilder`` client for ``imagebuilder_strict_emulator``."""
-    return _client(imagebuilder_strict_emulator)
+    return local_client("imagebuilder", imagebuilder_strict_emulator.endpoint_url)

@@ -13,10 +13,12 @@ import hashlib
 import re
 from typing import Any
 
+from airflow_imagebuilder.testing.clock import timestamp
 from airflow_imagebuilder.testing.findings import image_scan_finding
 from airflow_imagebuilder.testing.workflows import (
     PHASE_WORKFLOW,
     WorkflowRun,
+    clip,
     workflow_execution_id,
     workflow_message,
     workflow_runs,
@@ -38,11 +40,6 @@ DEFAULT_COMPONENT = "arn:{partition}:imagebuilder:{region}:aws:component/update-
 DEFAULT_INSTANCE_PROFILE = "EC2InstanceProfileForImageBuilder"
 #: The repository Image Builder scans container images in when the request names none.
 SCANNING_REPOSITORY = "image-builder-image-scanning-repository"
-
-
-def timestamp(moment: dt.datetime) -> str:
-    """The service's DateTime strings: ISO 8601, milliseconds, UTC ``Z``."""
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def arn_name(name: str) -> str:
@@ -349,7 +346,7 @@ class Build:
             return "Build failed"
         execution_id = workflow_execution_id(self.arn, PHASE_WORKFLOW[failure.phase])
         reason = f"Workflow Execution ID: {execution_id} failed with reason: {workflow_message(self, execution_id)}"
-        return reason if len(reason) <= 1024 else reason[:1021] + "..."
+        return clip(reason, 1024)
 
     def status(self, now: float) -> tuple[str, PlannedFailure | None]:
         """The status at clock time ``now``, and the failure that ended the build if it FAILED."""

@@ -20,6 +20,8 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from airflow_imagebuilder.testing.clock import timestamp
+
 if TYPE_CHECKING:
     from airflow_imagebuilder.testing.resources import Build
 
@@ -197,7 +199,8 @@ def step_execution_id(workflow_id: str, step_name: str) -> str:
     return f"step-{_hex_uuid(f'{workflow_id}|{step_name}')}"
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to the service's ``limit`` of characters, ending in ``...`` when cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -230,13 +233,13 @@ class StepRun:
         if self.rollback_status is not None:
             described["rollbackStatus"] = self.rollback_status
         if self.message is not None:
-            described["message"] = _clip(self.message, 500)
+            described["message"] = clip(self.message, 500)
         if self.outputs is not None:
             described["outputs"] = json.dumps(self.outputs)
         if self.start is not None:
-            described["startTime"] = _timestamp(self.start)
+            described["startTime"] = timestamp(self.start)
         if self.end is not None:
-            described["endTime"] = _timestamp(self.end)
+            described["endTime"] = timestamp(self.end)
         return described
 
 
@@ -272,13 +275,13 @@ class WorkflowRun:
             "type": self.definition.type,
             "status": self.status,
             **self.counts(),
-            "startTime": _timestamp(self.start),
+            "startTime": timestamp(self.start),
             "retried": False,
         }
         if self.message is not None:
-            described["message"] = _clip(self.message, 500)
+            described["message"] = clip(self.message, 500)
         if self.end is not None:
-            described["endTime"] = _timestamp(self.end)
+            described["endTime"] = timestamp(self.end)
         return described
 
     def describe(self) -> dict[str, Any]:
@@ -300,10 +303,6 @@ class WorkflowRun:
             "onFailure": step.definition.on_failure,
             "timeoutSeconds": step.definition.timeout_seconds,
         }
-
-
-def _timestamp(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def workflow_definition(build: Build, phase: str) -> WorkflowDefinition | None:
