@@ -26,9 +26,12 @@ PATH_COMMENT = re.compile(r"^# (?P<path>[\w./-]+\.py)\n")
 NOT_RUN = {
     "pip install": "installs into the environment; the test environment already holds the package and its extras",
     "make demo": "scripts/demo.py end to end (Airflow + moto, about a minute); the same DAG runs in test_real_engine",
+    "make test-latest": "resolves the newest versions into a third virtualenv and runs the unit suite there",
     "make test": "the whole suite, this test included",
     "PYTEST_ARGS=\"-m 'not slow'\" make test": "the whole suite, this test included",
     "make test-oldest": "builds a second virtualenv with the oldest supported Airflow",
+    "make lock": "rewrites locks/ from the package registry; make lint checks that the locks match pyproject.toml",
+    "make lint": "the first step of make test",
     "make bench": "benchmarks take minutes and print ratios, they assert nothing",
     "docker compose up": "needs docker; tests/test_docker_compose.py checks the compose file",
     "python -m airflow_imagebuilder.events check": "needs a queue wired to EventBridge; tests/test_event_driven.py "
