@@ -135,6 +135,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         """Seconds since this sensor started watching (across reschedules in reschedule mode)."""
         if self.reschedule:
             first = context["ti"].get_first_reschedule_date(context)
+            if isinstance(first, str):  # Airflow 3.0 passes on the supervisor's ISO 8601 text
+                first = timezone.parse(first)
             if first is not None:
                 return (timezone.utcnow() - first).total_seconds()
         return self._transitions.elapsed if self._transitions is not None else 0.0

@@ -12,7 +12,8 @@ from airflow_imagebuilder.provider_info import get_provider_info
 
 
 def test_airflow_providers_list_shows_the_provider(tmp_path):
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    # Airflow 3.0 logs INFO lines to stdout before the JSON
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
     airflow = str(Path(sys.executable).with_name("airflow"))
     listed = subprocess.run(
         [airflow, "providers", "list", "-o", "json"], env=env, capture_output=True, text=True, check=True

@@ -50,6 +50,21 @@ def gets(emulator) -> list:
     return emulator.journal("GetImage")
 
 
+def test_a_rescheduled_sensor_measures_its_wait_from_its_first_try(fast_emulator, monkeypatch):
+    """The second try reads the first try's start, as text on Airflow 3.0, as a datetime after it.
+
+    The first poll finds no image (within the not-found grace), so the sensor is rescheduled once; the second
+    finds it AVAILABLE.  (On Airflow 3.0, dag.test() fails any sensor's second try that does not end its wait: its
+    own BaseSensorOperator subtracts that same text from a datetime.)"""
+    arn = start_build(fast_emulator)
+    ImageBuilderHook(aws_conn_id="aws_default").wait_for_image(arn, waiter_delay=0.05, waiter_max_attempts=100)
+    fast_emulator.add_fault("GetImage", code="ResourceNotFoundException", status=404, count=1)
+    polls_before = len(gets(fast_emulator))
+    dag_run = run_sensor(monkeypatch, "reschedule", arn)
+    assert task_states(dag_run) == {"wait": "success"}
+    assert len(gets(fast_emulator)) - polls_before == 2  # one poll in each of the sensor's two tries
+
+
 @pytest.mark.parametrize("code", ["UnrecognizedClientException", "AccessDeniedException"])
 @pytest.mark.parametrize("mode", SENSOR_MODES)
 def test_sensor_fails_at_the_first_403_in_every_mode(fast_emulator, monkeypatch, capfd, mode, code):
