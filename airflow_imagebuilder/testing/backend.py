@@ -19,6 +19,7 @@ import json
 import random
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from airflow_imagebuilder.states import IN_PROGRESS_STATES
@@ -151,41 +152,31 @@ class ImageBuilderBackend:
             "GetImage": self.get_image,
             "CancelImageCreation": self.cancel_image_creation,
             "ListImageBuildVersions": self.list_image_build_versions,
-            "CreateImageRecipe": lambda region, params: self._create_recipe(region, params, "image"),
-            "GetImageRecipe": lambda region, params: self._get(region, params, "imageRecipeArn", "imageRecipe"),
-            "ListImageRecipes": lambda region, params: self._list_recipes(region, params, "image"),
-            "DeleteImageRecipe": lambda region, params: self._delete(region, params, "imageRecipeArn"),
-            "CreateContainerRecipe": lambda region, params: self._create_recipe(region, params, "container"),
-            "GetContainerRecipe": lambda region, params: self._get(
-                region, params, "containerRecipeArn", "containerRecipe"
-            ),
-            "ListContainerRecipes": lambda region, params: self._list_recipes(region, params, "container"),
-            "DeleteContainerRecipe": lambda region, params: self._delete(region, params, "containerRecipeArn"),
+            "CreateImageRecipe": partial(self._create_recipe, kind="image"),
+            "GetImageRecipe": partial(self._get, key="imageRecipe"),
+            "ListImageRecipes": partial(self._list_recipes, kind="image"),
+            "DeleteImageRecipe": partial(self._delete, arn_member="imageRecipeArn"),
+            "CreateContainerRecipe": partial(self._create_recipe, kind="container"),
+            "GetContainerRecipe": partial(self._get, key="containerRecipe"),
+            "ListContainerRecipes": partial(self._list_recipes, kind="container"),
+            "DeleteContainerRecipe": partial(self._delete, arn_member="containerRecipeArn"),
             "CreateInfrastructureConfiguration": self.create_infrastructure_configuration,
-            "GetInfrastructureConfiguration": lambda region, params: self._get(
-                region, params, "infrastructureConfigurationArn", "infrastructureConfiguration"
+            "GetInfrastructureConfiguration": partial(self._get, key="infrastructureConfiguration"),
+            "ListInfrastructureConfigurations": partial(
+                self._list, kind=InfrastructureConfiguration, key="infrastructureConfigurationSummaryList"
             ),
-            "ListInfrastructureConfigurations": lambda region, params: self._list(
-                region, params, InfrastructureConfiguration, "infrastructureConfigurationSummaryList"
-            ),
-            "DeleteInfrastructureConfiguration": lambda region, params: self._delete(
-                region, params, "infrastructureConfigurationArn"
-            ),
+            "DeleteInfrastructureConfiguration": partial(self._delete, arn_member="infrastructureConfigurationArn"),
             "CreateDistributionConfiguration": self.create_distribution_configuration,
-            "GetDistributionConfiguration": lambda region, params: self._get(
-                region, params, "distributionConfigurationArn", "distributionConfiguration"
+            "GetDistributionConfiguration": partial(self._get, key="distributionConfiguration"),
+            "ListDistributionConfigurations": partial(
+                self._list, kind=DistributionConfiguration, key="distributionConfigurationSummaryList"
             ),
-            "ListDistributionConfigurations": lambda region, params: self._list(
-                region, params, DistributionConfiguration, "distributionConfigurationSummaryList"
-            ),
-            "DeleteDistributionConfiguration": lambda region, params: self._delete(
-                region, params, "distributionConfigurationArn"
-            ),
+            "DeleteDistributionConfiguration": partial(self._delete, arn_member="distributionConfigurationArn"),
             "CreateImagePipeline": self.create_image_pipeline,
             "GetImagePipeline": self.get_image_pipeline,
             "ListImagePipelines": self.list_image_pipelines,
             "UpdateImagePipeline": self.update_image_pipeline,
-            "DeleteImagePipeline": lambda region, params: self._delete(region, params, "imagePipelineArn"),
+            "DeleteImagePipeline": partial(self._delete, arn_member="imagePipelineArn"),
             "StartImagePipelineExecution": self.start_image_pipeline_execution,
             "ListImagePipelineImages": self.list_image_pipeline_images,
             "ListWorkflowExecutions": self.list_workflow_executions,
@@ -475,12 +466,13 @@ class ImageBuilderBackend:
             ),
         )
 
-    def _get(self, region: str, params: dict[str, Any], arn_member: str, key: str) -> dict[str, Any]:
-        resource = self.resources.get(params[arn_member])
+    def _get(self, region: str, params: dict[str, Any], key: str) -> dict[str, Any]:
+        """Get<Resource>: ``key`` is the response member, ``<key>Arn`` the request's (``imageRecipe``...)."""
+        resource = self.resources.get(params[f"{key}Arn"])
         if resource is None or not isinstance(
             resource, (Recipe, InfrastructureConfiguration, DistributionConfiguration)
         ):
-            raise not_found(params[arn_member])
+            raise not_found(params[f"{key}Arn"])
         return {key: resource.describe()}
 
     def _in_region(self, region: str, kind: type[Resource]) -> list[Any]:
