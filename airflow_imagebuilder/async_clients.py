@@ -29,24 +29,23 @@ from botocore.config import Config
 
 
 class ClientSource(Protocol):
-    """What the cache needs of a hook (:class:`~airflow_imagebuilder.hooks.ImageBuilderHook` has it)."""
+    """What the cache needs of a hook (:class:`~airflow_imagebuilder.hooks.ImageBuilderHook` has it).
+
+    ``client_settings`` are the arguments its clients are built from (``aws_conn_id``, ``region_name``,
+    ``verify``, ``config``); ``renewed()`` is a new hook of them, which reads the connection again.
+    """
 
     aws_conn_id: str | None
-    #: The arguments the hook's clients are built from (``aws_conn_id``, ``region_name``, ``verify``, ``config``).
     client_settings: dict[str, Any]
 
     @property
-    def log(self) -> Any:
-        """The hook's logger."""
+    def log(self) -> Any: ...
 
-    def renewed(self) -> ClientSource:
-        """A new hook of the same settings, which reads the connection again."""
+    def renewed(self) -> ClientSource: ...
 
-    def connection_fingerprint(self) -> str:
-        """A digest of the connection's settings as it reads now."""
+    def connection_fingerprint(self) -> str: ...
 
-    async def get_async_conn(self) -> Any:
-        """An aiobotocore client context."""
+    async def get_async_conn(self) -> Any: ...
 
 
 @dataclasses.dataclass

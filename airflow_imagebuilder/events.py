@@ -71,12 +71,6 @@ FINISHED_REMEMBERED = 10_000
 #: spellings of SQS's query protocol and of AWS's common errors list (AccessDenied, ExpiredToken, NotAuthorized).
 #: An HTTP 403 answer counts too, whatever its code: AWS answers refused credentials with 403.
 REFUSED_CREDENTIALS_CODES = retry.AUTH_CODES | {"AccessDenied", "ExpiredToken", "NotAuthorized"}
-#: botocore's own errors for credentials it could not find or refresh.
-REFUSED_CREDENTIALS_ERRORS: tuple[type[Exception], ...] = (
-    botocore.exceptions.NoCredentialsError,
-    botocore.exceptions.PartialCredentialsError,
-    botocore.exceptions.CredentialRetrievalError,
-)
 
 
 def credentials_refused(error: BaseException) -> bool:
@@ -85,7 +79,7 @@ def credentials_refused(error: BaseException) -> bool:
     A new hook reads the connection again and may find other keys there (rotated by an operator, or renewed by a
     secrets backend); any other error is not helped by that.
     """
-    if isinstance(error, REFUSED_CREDENTIALS_ERRORS):
+    if isinstance(error, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
         return True
     answer = retry.ErrorAnswer.of(error)
     return answer is not None and (answer.code in REFUSED_CREDENTIALS_CODES or answer.http_status == 403)
@@ -400,12 +394,7 @@ class _Consumers:
         )
 
     def get(
-        self,
-        queue_url: str,
-        aws_conn_id: str | None,
-        region_name: str | None,
-        verify: bool | str | None,
-        config: dict[str, Any] | None,
+        self, queue_url: str, aws_conn_id: str | None, region_name: str | None, verify: Any, config: Any
     ) -> QueueConsumer:
         consumers = self._loops.setdefault(asyncio.get_running_loop(), {})
         key = (queue_url, aws_conn_id, region_name, str(verify), json.dumps(config, sort_keys=True, default=str))
