@@ -11,8 +11,9 @@ Layout, as moto splits a service: ``resources`` (recipes, configurations, pipeli
 state and description), ``workflows`` (the managed workflows a build runs, step by step, and how a planned failure
 ends them), ``findings`` (planned image scan findings and the ``ImageScanFinding`` they become), ``backend`` (the
 operations: validation, client tokens, lifecycle), ``service`` (faults and the journal in front of the backend),
-``server`` (the rest-json protocol over HTTP and the control API) and ``emulator`` (the in-process and remote
-handles).
+``server`` (the rest-json protocol over HTTP and the control API), ``emulator`` (the in-process and remote
+handles) and ``controls`` (how each control, a marked method of the emulator, becomes a method of the remote
+handle, a route of the control API and a command-line option).
 """
 
 from __future__ import annotations
