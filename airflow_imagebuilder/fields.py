@@ -1,21 +1,12 @@
-"""The request fields and their rules, without pydantic: what DAG parsing needs.
+"""The request fields and the service's patterns and limits, which :mod:`~airflow_imagebuilder.models` enforces.
 
-The patterns are the service's (see :mod:`~airflow_imagebuilder.models`, whose models use them) written for
-Python: the service's are ECMA 262 regular expressions (Smithy's ``@pattern`` trait), whose ``$`` matches only at
-the end of the input (Python's ``$`` also before a final newline: ``\\Z`` here) and whose ``\\s`` is
-:data:`ECMA_SPACE`.
-:func:`check_request` and :func:`check_pipeline_request` check a task's literal request at parse time: the shape
-most DAG files write (plain strings and booleans, a dict of tags, exactly one recipe) against plain rule tables, a
-few times cheaper than building a model; anything else, and any value those rules reject, goes to the model, so
-every error message is the model's.  The model's module (pydantic, most of the provider's import time) is loaded
-only then.  ``tests/test_models.py`` derives these tables from the models and checks that they agree.
+The patterns are the service's written for Python: the service's are ECMA 262 regular expressions (Smithy's
+``@pattern`` trait), whose ``$`` matches only at the end of the input (Python's ``$`` also before a final
+newline: ``\\Z`` here) and whose ``\\s`` is :data:`ECMA_SPACE`.  ``tests/test_models.py`` holds them to
+botocore's.
 """
 
 from __future__ import annotations
-
-import re
-import sys
-from typing import Any
 
 _ARN_PREFIX = r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):"
 _VERSION_WITH_WILDCARDS = r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)\Z"
@@ -60,98 +51,3 @@ REQUEST_FIELDS: dict[str, str] = {
     "workflows": "workflows",
     "loggingConfiguration": "logging_configuration",
 }
-REQUIRED_FIELDS = frozenset({"clientToken", "infrastructureConfigurationArn"})
-
-#: A field's rule for a plain value: ``bool``, or (pattern or None, min length, max length) for a string.
-PlainRule = type[bool] | tuple[str | None, int, int]
-
-#: API name -> rule of each top-level field that takes a plain string or boolean.  Patterns are Python regexes
-#: matched with ``search()``, as the model's ``regex_engine="python-re"`` does.
-PLAIN_FIELD_RULES: dict[str, PlainRule] = {
-    "clientToken": (None, 1, MAX_CLIENT_TOKEN),
-    "infrastructureConfigurationArn": (INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN, 0, sys.maxsize),
-    "imageRecipeArn": (IMAGE_RECIPE_ARN_PATTERN, 0, sys.maxsize),
-    "containerRecipeArn": (CONTAINER_RECIPE_ARN_PATTERN, 0, sys.maxsize),
-    "distributionConfigurationArn": (DISTRIBUTION_CONFIGURATION_ARN_PATTERN, 0, sys.maxsize),
-    "enhancedImageMetadataEnabled": bool,
-    "executionRole": (EXECUTION_ROLE_PATTERN, 1, 2048),
-}
-#: The same for StartImagePipelineExecution, whose tags follow the same rules.
-PIPELINE_FIELD_RULES: dict[str, PlainRule] = {
-    "clientToken": (None, 1, MAX_CLIENT_TOKEN),
-    "imagePipelineArn": (IMAGE_PIPELINE_ARN_PATTERN, 0, sys.maxsize),
-}
-PIPELINE_REQUIRED_FIELDS = frozenset({"clientToken", "imagePipelineArn"})
-#: ``tags``, plainly: a dict of 1 to :data:`MAX_TAGS` entries, each key and value a string under its rule.
-TAG_KEY_RULE: tuple[str | None, int, int] = (TAG_KEY_PATTERN, 1, MAX_TAG_KEY)
-TAG_VALUE_RULE: tuple[str | None, int, int] = (None, 0, MAX_TAG_VALUE)
-
-
-#: Patterns compiled so far: each on its first use (about 0.15 ms each), so a DAG file pays only for the fields
-#: it sets literally.
-_compiled: dict[str, re.Pattern[str]] = {}
-
-
-def check_request(data: dict[str, Any], source: str = "CreateImage request") -> None:
-    """Raise what :func:`~airflow_imagebuilder.models.validate_request` raises for ``data``, without returning a
-    request (DAG parsing checks every task's literal request fields with this)."""
-    if not plainly_valid(data):
-        from airflow_imagebuilder.models import validate_request
-
-        validate_request(data, source)
-
-
-def check_pipeline_request(data: dict[str, Any], source: str) -> None:
-    """Raise what validating ``data`` as a StartImagePipelineExecution request raises, without returning one."""
-    if not _plain_fields(data, PIPELINE_FIELD_RULES, PIPELINE_REQUIRED_FIELDS):
-        from airflow_imagebuilder.models import StartImagePipelineExecutionRequest, validate
-
-        validate(StartImagePipelineExecutionRequest, data, source)
-
-
-def plainly_valid(data: dict[str, Any]) -> bool:
-    """True when the CreateImage request ``data`` sets every required field, plain values only (ASCII strings,
-    booleans, a dict of tags), each passing its field's rule, and exactly one recipe (the model's one rule across
-    fields); False means "let the model decide", not "invalid"."""
-    recipes = ("imageRecipeArn" in data) + ("containerRecipeArn" in data)
-    return recipes == 1 and _plain_fields(data, PLAIN_FIELD_RULES, REQUIRED_FIELDS)
-
-
-def _plain_fields(data: dict[str, Any], rules: dict[str, PlainRule], required: frozenset[str]) -> bool:
-    if not required.issubset(data):
-        return False
-    for name, value in data.items():
-        rule = rules.get(name)
-        if rule is bool:
-            if type(value) is not bool:
-                return False
-        elif rule is not None:
-            if not plain_string(value, rule):
-                return False
-        elif name != "tags" or not plain_tags(value):
-            return False
-    return True
-
-
-def plain_tags(tags: Any) -> bool:
-    """True when ``tags`` is a dict of 1 to :data:`MAX_TAGS` ASCII keys and values, each passing its rule."""
-    return (
-        type(tags) is dict
-        and 1 <= len(tags) <= MAX_TAGS
-        and all(plain_string(key, TAG_KEY_RULE) and plain_string(value, TAG_VALUE_RULE) for key, value in tags.items())
-    )
-
-
-def plain_string(value: Any, rule: tuple[str | None, int, int]) -> bool:
-    """True when ``value`` is an ASCII string of the rule's length whose pattern (if any) matches."""
-    if type(value) is not str or not value.isascii():  # the model rejects lone surrogates; ASCII has none
-        return False
-    pattern, low, high = rule
-    if not low <= len(value) <= high:
-        return False
-    if pattern is None:
-        return True
-    compiled = _compiled.get(pattern)
-    if compiled is None:
-        compiled = _compiled[pattern] = re.compile(pattern)
-    return compiled.search(value) is not None

@@ -20,17 +20,15 @@ import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
+from airflow_imagebuilder import async_clients, diagnostics, exceptions, retry, waiting
 from airflow_imagebuilder.links import build_log_location
 from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 
 if TYPE_CHECKING:
-    from airflow_imagebuilder import async_clients, diagnostics, exceptions, retry, waiting
     from airflow_imagebuilder.exceptions import ImageBuilderApiError
     from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
     from airflow_imagebuilder.retry import CallRetry, RetryPolicy, RetryStep
     from airflow_imagebuilder.waiting import ImageState, Poll, Step
-else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import async_clients, diagnostics, exceptions, retry, waiting
 
 __all__ = ["ImageBuilderHook"]
 

@@ -12,8 +12,8 @@ service (each case is listed in the README under "Validation"):
 * tag keys may contain digits, spaces, ``@`` and ``=`` (reference pattern ``[a-zA-Z+-=._:/]``);
 * ``loggingConfiguration`` (not in the reference) is accepted with the service's ``logGroupName`` rule.
 
-The patterns and the field names live in :mod:`~airflow_imagebuilder.fields`, which DAG parsing reads without
-loading pydantic.
+The patterns, limits and field names live in :mod:`~airflow_imagebuilder.fields`.  The operators check a task's
+literal request with these models when the DAG is parsed and the rendered one before the call: the same code.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ from airflow_imagebuilder.fields import (
 
 class _ApiModel(BaseModel):
     """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes, and the
-    validators built on first use: most of this module's import time otherwise, while DAG parsing seldom needs
-    them (see :func:`~airflow_imagebuilder.fields.check_request`)."""
+    validators built on first use (most of this module's import time otherwise)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,

@@ -2,9 +2,9 @@
 
 :class:`ImageBuildOperator` holds what every such operator shares: the client token walk, the wait (sync or
 deferred), the outputs, cancel on kill.  A subclass says which request it renders and which call starts the build;
-its ``__init__`` lists the arguments every image build operator takes, stores them with the request fields in one
-``vars(self).update(...)`` and calls ``_check_arguments`` (see :class:`ImageBuildOperator`), which ``partial()`` /
-``expand()`` also run on each mapped task's literal arguments.
+its ``__init__`` stores its own arguments after the base class's and checks the literal ones
+(``_check_arguments``), so a broken DAG fails when it is parsed.  A mapped task is checked when it runs, as Airflow
+builds it then.
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder.fields import (
-    PLAIN_FIELD_RULES,
-    REQUEST_FIELDS,
-    check_pipeline_request,
-    check_request,
-    plain_string,
-    plain_tags,
-)
+from airflow_imagebuilder import diagnostics, exceptions, lineage, models, waiting
+from airflow_imagebuilder import token as client_tokens
+from airflow_imagebuilder.fields import REQUEST_FIELDS
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.mapping import MAPPED, check_shared_arguments, checked_partial
+from airflow_imagebuilder.outputs import ImageWaitMixin, finish_image
 from airflow_imagebuilder.states import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
@@ -38,22 +33,8 @@ from airflow_imagebuilder.states import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
-    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
-    from airflow_imagebuilder import diagnostics, exceptions, lineage, models, outputs, triggers, waiting
-    from airflow_imagebuilder import token as client_tokens
     from airflow_imagebuilder.models import StartImagePipelineExecutionRequest
-else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import (
-        client_tokens,
-        diagnostics,
-        exceptions,
-        lineage,
-        models,
-        outputs,
-        triggers,
-        waiting,
-    )
 
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.
@@ -91,42 +72,6 @@ def is_literal(value: Any) -> bool:
     return not hasattr(value, "resolve")
 
 
-#: (attribute, plain rule or None, names a recipe) of each CreateImage field but tags, for the one-pass check.
-_PLAIN_ATTRIBUTES = tuple(
-    (attribute, PLAIN_FIELD_RULES.get(name), name in _RECIPES)
-    for name, attribute in REQUEST_FIELDS.items()
-    if name != "tags"
-)
-
-
-def _plainly_valid_literals(attributes: dict[str, Any]) -> bool:
-    """The parse-time check of the shape most DAG files write, in one pass over the operator's attributes: True
-    when each request field is unset, a templated string (checked after rendering) or a plain value its rule
-    accepts, the infrastructure is set, exactly one recipe is, and the tags are templated or plain.  False means
-    "build the literal request and let check_request decide", not "invalid"."""
-    recipes = 0
-    for attribute, rule, recipe in _PLAIN_ATTRIBUTES:
-        value = attributes[attribute]
-        if value is None:
-            continue
-        if rule is bool:
-            if type(value) is not bool:
-                return False
-        elif (
-            rule is None
-            or type(value) is not str
-            or (("{{" not in value and "{%" not in value) and not plain_string(value, rule))
-        ):
-            return False
-        recipes += recipe
-    tags = attributes["tags"]
-    return (
-        recipes == 1
-        and attributes["infrastructure_configuration_arn"] is not None
-        and (tags is None or not is_literal(tags) or plain_tags(tags))
-    )
-
-
 #: Defaults of the arguments every image build operator takes (see :class:`ImageBuildOperator`).
 DEFAULT_WAITER_DELAY = 30
 DEFAULT_WAITER_MAX_ATTEMPTS = 1440  # 12 hours at the default delay
@@ -138,7 +83,7 @@ def client_token_namespace() -> str:
     return conf.get("imagebuilder", "client_token_namespace", fallback="") or ""
 
 
-class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
+class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
     """
     Base of the operators that start an image build: client tokens, waiting, outputs and cancel on kill.
 
@@ -182,51 +127,47 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
     #: The API operation that starts a build (for logs and messages).
     start_operation = ""
 
-    # Instance attributes, stored by the subclass's __init__ in one update (see _check_arguments).
-    client_token: str | None
-    force_rebuild: bool
-    wait_for_completion: bool
-    waiter_delay: float
-    waiter_max_attempts: int
-    deferrable: bool
-    cancel_on_kill: bool
-    api_retry: dict[str, Any] | None
-    max_finding_severity: str | None
-    completion_queue_url: str | None
-    safety_poll_interval: float
-    _in_flight_arn: str | None
+    def __init__(
+        self,
+        *,
+        client_token: str | None = None,
+        force_rebuild: bool = False,
+        wait_for_completion: bool = True,
+        waiter_delay: float = DEFAULT_WAITER_DELAY,
+        waiter_max_attempts: int = DEFAULT_WAITER_MAX_ATTEMPTS,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        cancel_on_kill: bool = True,
+        api_retry: dict[str, Any] | None = None,
+        max_finding_severity: str | None = None,
+        completion_queue_url: str | None = None,
+        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.client_token = client_token
+        self.force_rebuild = force_rebuild
+        self.wait_for_completion = wait_for_completion
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.api_retry = api_retry
+        self.max_finding_severity = max_finding_severity
+        self.completion_queue_url = completion_queue_url
+        self.safety_poll_interval = safety_poll_interval
+        self._in_flight_arn: str | None = None
 
-    # This class has no __init__ of its own: Airflow wraps every operator __init__ in its default-args layer,
-    # which copies the DAG's params and merges default_args on every call, about 6 microseconds (5% of
-    # constructing the operator) per layer and per task.  Each subclass's __init__ lists the keyword arguments
-    # documented above (so default_args and partial()/expand() see them), stores them all with one
-    # ``vars(self).update(...)`` and calls _check_arguments.  One dict update instead of an assignment per
-    # argument: BaseOperator.__setattr__ costs a few microseconds per attribute (converter lookup, init-kwargs
-    # tracking), about 8% of constructing this operator.  Nothing it does applies here: no converters for these
-    # names, the init kwargs already hold these values, and XComArg dependencies of template fields are collected
-    # after __init__.
-    @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
-        """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
-        mapped tasks when the DAG is parsed, as ``__init__`` does for a task that is not mapped."""
-        own = (ImageBuilderCreateImageOperator.__init__, ImageBuilderStartPipelineExecutionOperator.__init__)
-        return checked_partial(cls, super().partial(**kwargs), own)
-
-    @classmethod
-    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
-        """Check the arguments of ``__init__`` (``values``, by name) as far as they are known: a :data:`MAPPED`
-        one only when the task runs.  ``where`` follows the task id in messages (which element of an expansion)."""
-        check_shared_arguments(task_id, values, where)
-        wait = values["wait_for_completion"]
-        if values["max_finding_severity"] not in (None, MAPPED) and wait is not MAPPED and not wait:
+    def _check_arguments(self) -> None:
+        """Check the literal arguments (a subclass's ``__init__`` calls this once it has stored its own)."""
+        self._check_shared_arguments()
+        if self.max_finding_severity is not None and not self.wait_for_completion:
             raise ValueError(
-                f"{task_id}{where}: max_finding_severity needs wait_for_completion=True (the gate judges the "
+                f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the "
                 "image once it is AVAILABLE); or gate with ImageBuilderImageSensor(max_finding_severity=...)"
             )
-        force_rebuild, client_token = values["force_rebuild"], values["client_token"]
-        if force_rebuild is not MAPPED and force_rebuild and client_token not in (None, MAPPED):
+        if self.force_rebuild and self.client_token is not None:
             raise ValueError(
-                f"{task_id}{where}: force_rebuild=True needs a derived client token; a fixed client_token always "
+                f"{self.task_id}: force_rebuild=True needs a derived client token; a fixed client_token always "
                 "names the same build. Drop client_token or force_rebuild."
             )
 
@@ -235,8 +176,10 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         return {**super()._hook_parameters, "api_retry": self.api_retry}
 
     # ------------------------------------------------------------------------------- for subclasses
-    def _rendered_request(self) -> dict[str, Any]:
-        """The rendered request in API form, validated, without ``clientToken`` unless the user gave one."""
+    def _request(self, literal_only: bool = False) -> dict[str, Any]:
+        """The request in API form, validated, without ``clientToken`` unless the user gave one.  With
+        ``literal_only`` (while the DAG is parsed), templated values stand in as valid placeholders or are left
+        out: they are checked after rendering."""
         raise NotImplementedError
 
     def _start_build(self, request: dict[str, Any], token: str) -> str:
@@ -250,7 +193,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
 
     # ------------------------------------------------------------------------------------ execution
     def execute(self, context: Context) -> str:
-        request = self._rendered_request()
+        request = self._request()
         arn, token, image = self._start_or_find_build(context, request, self._build_content(request))
         context["ti"].xcom_push(key="client_token", value=token)
         ImageBuilderImageLink.record(context, self, arn)
@@ -259,26 +202,17 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         )
         if image is not None and waiting.ImageState.of(image).status in SUCCESS_STATES:  # reused
             ImageBuilderAmiLink.record(context, self, arn, waiting.image_outputs(image)["amis"])
-            outputs.finish_image(
-                context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image
-            )
+            finish_image(context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image)
             return arn
         if not self.wait_for_completion:
             return arn
         if self.deferrable:
             self.defer(
-                trigger=triggers.ImageBuilderImageTrigger(
-                    image_build_version_arn=arn,
+                trigger=self._image_trigger(
+                    arn,
                     waiter_delay=self.waiter_delay,
                     waiter_max_attempts=self.waiter_max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
                     cancel_on_kill=self.cancel_on_kill,
-                    api_retry=self.api_retry,
-                    completion_queue_url=self.completion_queue_url,
-                    safety_poll_interval=self.safety_poll_interval,
                 ),
                 method_name="execute_complete",
                 # The trigger times out (and cancels) first; this only bounds a trigger that never fires.
@@ -297,7 +231,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
         )
         self._in_flight_arn = None
         ImageBuilderAmiLink.record(context, self, arn, waiting.image_outputs(image)["amis"])
-        outputs.finish_image(context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image)
+        finish_image(context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image)
         return arn
 
     def _token(self, context: Context, request: dict[str, Any], generation: int) -> str:
@@ -359,13 +293,6 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook]):
             "ended without an image to use; giving up"
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        image_outputs = triggers.resolve_event(event, self.hook)
-        arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
-        ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))
-        outputs.finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity)
-        return arn
-
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         """OpenLineage inputs: the recipe and configurations, or the pipeline (:mod:`airflow_imagebuilder.lineage`)."""
         return lineage.facets_on_start(self)
@@ -416,19 +343,6 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
     }
     start_operation = "CreateImage"
 
-    # Instance attributes, stored by __init__ in one update (see ImageBuildOperator._check_arguments).
-    infrastructure_configuration_arn: str
-    image_recipe_arn: str | None
-    container_recipe_arn: str | None
-    distribution_configuration_arn: str | None
-    enhanced_image_metadata_enabled: bool | None
-    execution_role: str | None
-    image_scanning_configuration: dict[str, Any] | None
-    image_tests_configuration: dict[str, Any] | None
-    tags: dict[str, str] | None
-    workflows: list[dict[str, Any]] | None
-    logging_configuration: dict[str, Any] | None
-
     def __init__(
         self,
         *,
@@ -443,61 +357,32 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         tags: dict[str, str] | None = None,
         workflows: list[dict[str, Any]] | None = None,
         logging_configuration: dict[str, Any] | None = None,
-        # The arguments of every image build operator (see ImageBuildOperator).
-        client_token: str | None = None,
-        force_rebuild: bool = False,
-        wait_for_completion: bool = True,
-        waiter_delay: float = DEFAULT_WAITER_DELAY,
-        waiter_max_attempts: int = DEFAULT_WAITER_MAX_ATTEMPTS,
-        deferrable: bool = DEFAULT_DEFERRABLE,
-        cancel_on_kill: bool = True,
-        api_retry: dict[str, Any] | None = None,
-        max_finding_severity: str | None = None,
-        completion_queue_url: str | None = None,
-        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        vars(self).update(
-            infrastructure_configuration_arn=infrastructure_configuration_arn,
-            image_recipe_arn=image_recipe_arn,
-            container_recipe_arn=container_recipe_arn,
-            distribution_configuration_arn=distribution_configuration_arn,
-            enhanced_image_metadata_enabled=enhanced_image_metadata_enabled,
-            execution_role=execution_role,
-            image_scanning_configuration=image_scanning_configuration,
-            image_tests_configuration=image_tests_configuration,
-            tags=tags,
-            workflows=workflows,
-            logging_configuration=logging_configuration,
-            client_token=client_token,
-            force_rebuild=force_rebuild,
-            wait_for_completion=wait_for_completion,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            deferrable=deferrable,
-            cancel_on_kill=cancel_on_kill,
-            api_retry=api_retry,
-            max_finding_severity=max_finding_severity,
-            completion_queue_url=completion_queue_url,
-            safety_poll_interval=safety_poll_interval,
-            _in_flight_arn=None,
-        )
-        self._check_arguments(self.task_id, vars(self))
+        self.infrastructure_configuration_arn = infrastructure_configuration_arn
+        self.image_recipe_arn = image_recipe_arn
+        self.container_recipe_arn = container_recipe_arn
+        self.distribution_configuration_arn = distribution_configuration_arn
+        self.enhanced_image_metadata_enabled = enhanced_image_metadata_enabled
+        self.execution_role = execution_role
+        self.image_scanning_configuration = image_scanning_configuration
+        self.image_tests_configuration = image_tests_configuration
+        self.tags = tags
+        self.workflows = workflows
+        self.logging_configuration = logging_configuration
+        self._check_arguments()
 
-    @classmethod
-    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
-        super()._check_arguments(task_id, values, where)
-        cls._validate_literal_fields(values, f"CreateImage request of task {task_id!r}{where}")
-        max_finding_severity = values["max_finding_severity"]
-        if max_finding_severity and max_finding_severity is not MAPPED:
-            configuration = values["image_scanning_configuration"]
-            if is_literal(configuration) and not diagnostics.scanning_enabled(configuration):
-                raise exceptions.ImageScanningNotEnabledError(
-                    diagnostics.scanning_required_message(
-                        task_id + where, max_finding_severity, "image_scanning_configuration"
-                    )
+    def _check_arguments(self) -> None:
+        super()._check_arguments()
+        self._request(literal_only=True)
+        configuration = self.image_scanning_configuration
+        if self.max_finding_severity and is_literal(configuration) and not diagnostics.scanning_enabled(configuration):
+            raise exceptions.ImageScanningNotEnabledError(
+                diagnostics.scanning_required_message(
+                    self.task_id, self.max_finding_severity, "image_scanning_configuration"
                 )
+            )
 
     def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.max_finding_severity and not diagnostics.scanning_enabled(request.get("imageScanningConfiguration")):
@@ -508,35 +393,20 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
             )
         return request
 
-    def _request_values(self) -> dict[str, Any]:
-        """Current values of the request fields, by API name (None means "not set")."""
-        return {api_name: getattr(self, attribute) for api_name, attribute in REQUEST_FIELDS.items()}
-
-    @staticmethod
-    def _validate_literal_fields(attributes: dict[str, Any], source: str) -> None:
-        """Check literal values at DAG parse time; templated (and mapped) ones are checked after rendering."""
+    def _request(self, literal_only: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        templated_recipe = None
-        if _plainly_valid_literals(attributes):
-            return
         for name, attribute in REQUEST_FIELDS.items():
-            value = attributes[attribute]
+            value = getattr(self, attribute)
             if value is None:
                 continue
-            if is_literal(value):
+            if not literal_only or is_literal(value):
                 data[name] = value
             elif name in _PLACEHOLDERS:
                 data[name] = _PLACEHOLDERS[name]
-                if name in _RECIPES and templated_recipe is None:
-                    templated_recipe = name
-        if templated_recipe is not None and "imageRecipeArn" in data and "containerRecipeArn" in data:
+        templated = [name for name in _RECIPES if name in data and not is_literal(getattr(self, REQUEST_FIELDS[name]))]
+        if literal_only and templated and all(name in data for name in _RECIPES):
             # Both recipes given, one templated: whether both end up set is known after rendering.
-            del data[templated_recipe]
-        data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        check_request(data, source=source)
-
-    def _rendered_request(self) -> dict[str, Any]:
-        data = {name: value for name, value in self._request_values().items() if value is not None}
+            del data[templated[0]]
         data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
         request = models.validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
         if self.client_token is None:
@@ -574,77 +444,42 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
     template_fields_renderers = {"tags": "json"}
     start_operation = "StartImagePipelineExecution"
 
-    image_pipeline_arn: str
-    tags: dict[str, str] | None
-    start_disabled: bool
-
     def __init__(
         self,
         *,
         image_pipeline_arn: str,
         tags: dict[str, str] | None = None,
         start_disabled: bool = False,
-        # The arguments of every image build operator (see ImageBuildOperator).
-        client_token: str | None = None,
-        force_rebuild: bool = False,
-        wait_for_completion: bool = True,
-        waiter_delay: float = DEFAULT_WAITER_DELAY,
-        waiter_max_attempts: int = DEFAULT_WAITER_MAX_ATTEMPTS,
-        deferrable: bool = DEFAULT_DEFERRABLE,
-        cancel_on_kill: bool = True,
-        api_retry: dict[str, Any] | None = None,
-        max_finding_severity: str | None = None,
-        completion_queue_url: str | None = None,
-        safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        vars(self).update(
-            image_pipeline_arn=image_pipeline_arn,
-            tags=tags,
-            start_disabled=start_disabled,
-            client_token=client_token,
-            force_rebuild=force_rebuild,
-            wait_for_completion=wait_for_completion,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            deferrable=deferrable,
-            cancel_on_kill=cancel_on_kill,
-            api_retry=api_retry,
-            max_finding_severity=max_finding_severity,
-            completion_queue_url=completion_queue_url,
-            safety_poll_interval=safety_poll_interval,
-            _in_flight_arn=None,
-        )
-        self._check_arguments(self.task_id, vars(self))
+        self.image_pipeline_arn = image_pipeline_arn
+        self.tags = tags
+        self.start_disabled = start_disabled
+        self._check_arguments()
 
-    @classmethod
-    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
-        super()._check_arguments(task_id, values, where)
-        request = {
-            "imagePipelineArn": values["image_pipeline_arn"],
-            "tags": values["tags"],
-            "clientToken": values["client_token"],
+    def _check_arguments(self) -> None:
+        super()._check_arguments()
+        self._request(literal_only=True)
+
+    def _request(self, literal_only: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "imagePipelineArn": self.image_pipeline_arn,
+            "tags": self.tags,
+            "clientToken": self.client_token,
         }
-        literal = {name: value for name, value in request.items() if value is not None and is_literal(value)}
-        literal.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])
-        literal.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        check_pipeline_request(literal, f"StartImagePipelineExecution request of task {task_id!r}{where}")
-
-    @property
-    def _source(self) -> str:
-        return f"StartImagePipelineExecution request of task {self.task_id!r}"
-
-    def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
-        return models.validate(models.StartImagePipelineExecutionRequest, data, self._source)
-
-    def _rendered_request(self) -> dict[str, Any]:
-        data = {"imagePipelineArn": self.image_pipeline_arn, "tags": self.tags, "clientToken": self.client_token}
         data = {name: value for name, value in data.items() if value is not None}
+        if literal_only:
+            data = {name: value for name, value in data.items() if is_literal(value)}
+            data.setdefault("imagePipelineArn", _PLACEHOLDERS["imagePipelineArn"])
         request = self._validated({"clientToken": _PLACEHOLDERS["clientToken"], **data}).to_api()
         if self.client_token is None:
             del request["clientToken"]
         return request
+
+    def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
+        source = f"StartImagePipelineExecution request of task {self.task_id!r}"
+        return models.validate(models.StartImagePipelineExecutionRequest, data, source)
 
     def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
         """Check the pipeline can run; the token covers what it builds, so a rerun after the pipeline's recipe or

@@ -1,10 +1,20 @@
-"""XCom outputs of an AVAILABLE image, pushed the same way by the operators and the sensor."""
+"""What the operators and the sensor share once a build is known: the checks of their common arguments, the
+deferred wait's trigger and its completion, and the XCom outputs of an AVAILABLE image."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from airflow_imagebuilder.diagnostics import check_gate_severity
 from airflow_imagebuilder.exceptions import ImageScanFindingsError
+from airflow_imagebuilder.links import ImageBuilderAmiLink
+from airflow_imagebuilder.retry import RetryPolicy
+from airflow_imagebuilder.triggers import ImageBuilderImageTrigger, resolve_event
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_imagebuilder.hooks import ImageBuilderHook
 
 
 def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict[str, Any], log: Any) -> None:
@@ -44,3 +54,55 @@ def finish_image(
             raise
         context["ti"].xcom_push(key="scan_findings_counts", value=counts)
     push_image_outputs(context, image_build_version_arn, outputs, hook.log)
+
+
+class ImageWaitMixin:
+    """Mixed into the operators and the sensor (after their Amazon provider base class): what they share."""
+
+    task_id: str
+    aws_conn_id: str | None
+    region_name: str | None
+    verify: bool | str | None
+    botocore_config: dict[str, Any] | None
+    api_retry: dict[str, Any] | None
+    max_finding_severity: str | None
+    completion_queue_url: str | None
+    safety_poll_interval: float
+
+    if TYPE_CHECKING:
+
+        @property
+        def hook(self) -> ImageBuilderHook: ...
+
+    def _check_shared_arguments(self) -> None:
+        """``api_retry`` and ``max_finding_severity`` are checked where the task is defined."""
+        if self.api_retry is not None:
+            try:
+                RetryPolicy.from_value(self.api_retry)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{self.task_id}: {error}") from None
+        if self.max_finding_severity is not None:
+            check_gate_severity(self.max_finding_severity, self.task_id)
+
+    def _image_trigger(self, image_build_version_arn: str, **wait: Any) -> ImageBuilderImageTrigger:
+        """The deferred wait for the image: this task's connection and event settings, and ``wait`` (waiter delay
+        and attempts, cancel on kill, not-found grace)."""
+        return ImageBuilderImageTrigger(
+            image_build_version_arn=image_build_version_arn,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+            api_retry=self.api_retry,
+            completion_queue_url=self.completion_queue_url,
+            safety_poll_interval=self.safety_poll_interval,
+            **wait,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger fired: the outputs of the AVAILABLE image, or the sync wait's exception."""
+        image_outputs = resolve_event(event, self.hook)
+        arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
+        ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))
+        finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity)
+        return arn

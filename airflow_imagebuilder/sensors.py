@@ -12,22 +12,17 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf, timezone
 
+from airflow_imagebuilder import diagnostics, exceptions, waiting
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.mapping import check_shared_arguments, checked_partial
+from airflow_imagebuilder.outputs import ImageWaitMixin, finish_image
 from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-    from airflow.sdk.definitions.mappedoperator import OperatorPartial
-
-    from airflow_imagebuilder import diagnostics, exceptions, outputs, triggers, waiting
-    from airflow_imagebuilder.waiting import TransitionLog
-else:  # execution machinery, loaded on first use (see lazy.py)
-    from airflow_imagebuilder.lazy import diagnostics, exceptions, outputs, triggers, waiting
 
 
-class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
+class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     """
     Wait until an image build version is AVAILABLE; fail as soon as it reaches a failure state.
 
@@ -79,19 +74,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         self.max_finding_severity = max_finding_severity
         self.completion_queue_url = completion_queue_url
         self.safety_poll_interval = safety_poll_interval
-        self._check_arguments(self.task_id, {"max_finding_severity": max_finding_severity, "api_retry": api_retry})
-        self._transitions: TransitionLog | None = None
-
-    @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
-        """``BaseOperator.partial()``, whose ``expand()`` / ``expand_kwargs()`` check the literal arguments of the
-        mapped sensors when the DAG is parsed, as ``__init__`` does for a sensor that is not mapped."""
-        return checked_partial(cls, super().partial(**kwargs), (ImageBuilderImageSensor.__init__,))
-
-    @classmethod
-    def _check_arguments(cls, task_id: str, values: dict[str, Any], where: str = "") -> None:
-        """Check the arguments of ``__init__`` (``values``, by name) as far as they are known (see mapping.py)."""
-        check_shared_arguments(task_id, values, where)
+        self._check_shared_arguments()
+        self._transitions: waiting.TransitionLog | None = None
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
@@ -112,20 +96,13 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
         if self.poke(context):
             return self.image_build_version_arn
         self.defer(
-            trigger=triggers.ImageBuilderImageTrigger(
-                image_build_version_arn=self.image_build_version_arn,
+            trigger=self._image_trigger(
+                self.image_build_version_arn,
                 waiter_delay=self.poke_interval,
                 # The trigger polls at once (this poke just did), so one more poll spans the whole timeout.
                 waiter_max_attempts=math.ceil(self.timeout / self.poke_interval) + 1,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
                 cancel_on_kill=False,
-                api_retry=self.api_retry,
                 not_found_grace=self.not_found_grace,
-                completion_queue_url=self.completion_queue_url,
-                safety_poll_interval=self.safety_poll_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -162,7 +139,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
                 )
             return False
         ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))
-        outputs.finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity, image)
+        finish_image(context, self.hook, arn, image_outputs, self.max_finding_severity, image)
         return PokeReturnValue(is_done=True, xcom_value=arn)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -170,7 +147,4 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook]):
             event and event.get("status") == waiting.Outcome.TIMED_OUT.value
         ):  # "timeout" means what it means in poke mode
             raise AirflowSensorTimeout(f"{self.task_id}: {event.get('message')}")
-        image_outputs = triggers.resolve_event(event, self.hook)
-        ImageBuilderAmiLink.record(context, self, self.image_build_version_arn, image_outputs.get("amis", []))
-        outputs.finish_image(context, self.hook, self.image_build_version_arn, image_outputs, self.max_finding_severity)
-        return self.image_build_version_arn
+        return super().execute_complete(context, event)

@@ -55,7 +55,7 @@ def test_generated_requests_invalid_rejected_before_any_call(journal_probe, monk
     kwargs = operator_kwargs(api)
     if rule is None:
         operator = ImageBuilderCreateImageOperator(task_id="t", **kwargs)  # valid: accepted at parse time
-        assert operator._rendered_request()  # and after "rendering"
+        assert operator._request()  # and after "rendering"
         return
     # Literal values: rejected when the DAG is parsed.
     if "infrastructureConfigurationArn" not in api:  # a required keyword argument: Python says so

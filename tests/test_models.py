@@ -5,44 +5,31 @@ from __future__ import annotations
 import functools
 import re
 import string
-import sys
-from types import NoneType, UnionType
-from typing import Annotated, Union, get_args, get_origin
-from unittest import mock
 
-import annotated_types
 import botocore.serialize
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BeforeValidator
-from pydantic.fields import FieldInfo
 
-from airflow_imagebuilder import operators
 from airflow_imagebuilder.fields import (
+    CONTAINER_RECIPE_ARN_PATTERN,
+    DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
     ECMA_SPACE,
+    EXECUTION_ROLE_PATTERN,
+    IMAGE_PIPELINE_ARN_PATTERN,
+    IMAGE_RECIPE_ARN_PATTERN,
+    INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
     LOG_GROUP_NAME_PATTERN,
-    MAX_TAGS,
     PARALLEL_GROUP_PATTERN,
-    PIPELINE_FIELD_RULES,
-    PIPELINE_REQUIRED_FIELDS,
-    PLAIN_FIELD_RULES,
     REQUEST_FIELDS,
-    REQUIRED_FIELDS,
-    TAG_KEY_RULE,
-    TAG_VALUE_RULE,
+    TAG_KEY_PATTERN,
     WORKFLOW_ARN_PATTERN,
-    check_pipeline_request,
-    check_request,
-    plainly_valid,
 )
 from airflow_imagebuilder.models import (
     CreateImageRequest,
     InvalidCreateImageRequest,
-    StartImagePipelineExecutionRequest,
-    validate,
     validate_request,
 )
 from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes, python_pattern
@@ -324,73 +311,6 @@ def _outcome(check, data):
     return None
 
 
-def _constraints(annotation, metadata=()):
-    """A field's type without Optional and Annotated, and the constraints those carried."""
-    metadata = list(metadata)
-    if get_origin(annotation) in (Union, UnionType):
-        members = [member for member in get_args(annotation) if member is not NoneType]
-        if len(members) != 1:
-            return None, metadata
-        annotation = members[0]
-    if get_origin(annotation) is Annotated:
-        annotation, *extras = get_args(annotation)
-        for extra in extras:
-            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
-    return annotation, metadata
-
-
-def _plain_rule(info: FieldInfo):
-    """The rule of a field that takes a plain string or boolean, read from the model's definition, in the form of
-    fields.PLAIN_FIELD_RULES; None for any other field."""
-    annotation, metadata = _constraints(info.annotation, info.metadata)
-    return _string_rule(annotation, metadata)
-
-
-def _string_rule(annotation, metadata):
-    if annotation is bool and not metadata:
-        return bool
-    if annotation is not str:
-        return None
-    pattern, low, high = None, 0, sys.maxsize
-    for item in metadata:
-        if isinstance(item, annotated_types.MinLen):
-            low = item.min_length
-        elif isinstance(item, annotated_types.MaxLen):
-            high = item.max_length
-        elif getattr(item, "__dict__", {}).keys() == {"pattern"} and isinstance(item.pattern, str):
-            pattern = item.pattern
-        else:
-            raise AssertionError(f"a constraint the fast path does not know: {item!r}")
-    return pattern, low, high
-
-
-@pytest.mark.parametrize(
-    ("model", "rules", "required"),
-    [
-        (CreateImageRequest, PLAIN_FIELD_RULES, REQUIRED_FIELDS),
-        (StartImagePipelineExecutionRequest, PIPELINE_FIELD_RULES, PIPELINE_REQUIRED_FIELDS),
-    ],
-    ids=["CreateImage", "StartImagePipelineExecution"],
-)
-def test_the_parse_time_tables_are_the_models_own(model, rules, required):
-    # fields.py holds the models' rules as plain tables, so DAG parsing needs no pydantic: they must not drift.
-    model_fields = model.model_fields
-    assert {info.alias for info in model_fields.values() if info.is_required()} == required
-    derived = {info.alias: rule for info in model_fields.values() if (rule := _plain_rule(info)) is not None}
-    assert derived == rules
-    tags, tags_metadata = _constraints(model_fields["tags"].annotation, model_fields["tags"].metadata)
-    assert get_origin(tags) is dict
-    counts = [item for item in tags_metadata if isinstance(item, (annotated_types.MinLen, annotated_types.MaxLen))]
-    assert counts == [annotated_types.MinLen(1), annotated_types.MaxLen(MAX_TAGS)]
-    assert [type(item) for item in tags_metadata if item not in counts] == [BeforeValidator]  # "is a mapping"
-    key, value = (_string_rule(*_constraints(member)) for member in get_args(tags))
-    assert (key, value) == (TAG_KEY_RULE, TAG_VALUE_RULE)
-    # The fast paths know one rule across fields: exactly one recipe, for CreateImage.
-    decorators = model.__pydantic_decorators__
-    assert decorators.model_validators.keys() == ({"_exactly_one_recipe"} if model is CreateImageRequest else set())
-    assert not (decorators.field_validators or decorators.validators or decorators.root_validators)
-
-
 @pytest.mark.parametrize(
     ("ecma", "python", "matches", "misses"),
     [
@@ -418,10 +338,17 @@ def test_service_patterns_without_a_plain_python_reading_are_refused(pattern):
 def test_the_patterns_are_the_service_models_own():
     # botocore's patterns are ECMA 262 ($: end of input only); fields.py holds them as Python regexes (\\Z for $).
     members = {**operation_shapes("StartImagePipelineExecution")[0].members, **INPUT_SHAPE.members}
-    for name, rule in {**PLAIN_FIELD_RULES, **PIPELINE_FIELD_RULES}.items():
-        if isinstance(rule, tuple) and rule[0] is not None:
-            assert rule[0] == python_pattern(members[name].metadata["pattern"]), name
-    assert TAG_KEY_RULE[0] == python_pattern(members["tags"].key.metadata["pattern"])
+    patterns = {
+        "infrastructureConfigurationArn": INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
+        "imageRecipeArn": IMAGE_RECIPE_ARN_PATTERN,
+        "containerRecipeArn": CONTAINER_RECIPE_ARN_PATTERN,
+        "distributionConfigurationArn": DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
+        "executionRole": EXECUTION_ROLE_PATTERN,
+        "imagePipelineArn": IMAGE_PIPELINE_ARN_PATTERN,
+    }
+    for name, pattern in patterns.items():
+        assert pattern == python_pattern(members[name].metadata["pattern"]), name
+    assert python_pattern(members["tags"].key.metadata["pattern"]) == TAG_KEY_PATTERN
     workflow = members["workflows"].member.members
     assert python_pattern(workflow["workflowArn"].metadata["pattern"]) == WORKFLOW_ARN_PATTERN
     assert python_pattern(workflow["parallelGroup"].metadata["pattern"]) == PARALLEL_GROUP_PATTERN
@@ -431,134 +358,3 @@ def test_the_patterns_are_the_service_models_own():
 
 def test_the_request_fields_are_the_models_own():
     assert {info.alias: name for name, info in CreateImageRequest.model_fields.items()} == REQUEST_FIELDS
-
-
-PIPELINE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly"
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"team": "platform"}},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN + "/1.0.0"},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN + "\n"},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {}},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "tags": {"aws:x": "v"}},
-        {"clientToken": "t" * 65, "imagePipelineArn": PIPELINE_ARN},
-        {"clientToken": "t"},
-        {"clientToken": "t", "imagePipelineArn": PIPELINE_ARN, "imageRecipeArn": IMAGE_RECIPE_ARN},
-        {"clientToken": "t", "imagePipelineArn": 42},
-    ],
-)
-def test_check_pipeline_request_raises_what_the_model_raises(data):
-    source = "StartImagePipelineExecution request"
-    expected = _outcome(lambda data: validate(StartImagePipelineExecutionRequest, data, source), data)
-    assert _outcome(lambda data: check_pipeline_request(data, source), data) == expected
-
-
-def test_plain_rules_cover_every_plain_field():
-    # Without a rule a field still validates (through the model), only slower: this pins the fast path's reach.
-    assert set(PLAIN_FIELD_RULES) == {
-        "clientToken",
-        "infrastructureConfigurationArn",
-        "imageRecipeArn",
-        "containerRecipeArn",
-        "distributionConfigurationArn",
-        "executionRole",
-        "enhancedImageMetadataEnabled",
-    }
-    assert PLAIN_FIELD_RULES["enhancedImageMetadataEnabled"] is bool
-    assert PLAIN_FIELD_RULES["clientToken"] == (None, 1, 64)
-
-
-@pytest.mark.parametrize(("field", "change", "rule"), RULES, ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(RULES)])
-def test_check_request_raises_what_the_model_raises(field, change, rule):
-    data = {key: value for key, value in {**VALID, **change}.items() if value is not None}
-    assert _outcome(check_request, data) == _outcome(validate_request, data) is not None
-
-
-_near_plain_values = st.one_of(
-    valid_requests.map(lambda data: data.get("imageRecipeArn") or data.get("containerRecipeArn")),
-    _arn("infrastructure-configuration"),
-    _arn("distribution-configuration"),
-    _arn("image-recipe", True),
-    _arn("container-recipe", True),
-    st.text(max_size=70),
-    st.text(alphabet=string.printable, max_size=70),
-    st.sampled_from(["", "\ud800", "token\n", "x" * 64, "x" * 65, "arn:aws:iam::123456789012:role/r", "ADMIN"]),
-)
-
-
-_near_plain_tags = st.one_of(
-    st.dictionaries(_tag_key, st.text(max_size=256), min_size=1, max_size=3),
-    st.dictionaries(
-        st.one_of(_tag_key, st.sampled_from(["", "aws:x", "k" * 128, "k" * 129, "é", "bad#key", "k\n", " "])),
-        st.one_of(st.text(max_size=3), st.sampled_from(["v" * 256, "v" * 257, "\ud800", "é", ""]), st.integers()),
-        max_size=3,
-    ),
-    st.sampled_from([{f"k{i}": "v" for i in range(50)}, {f"k{i}": "v" for i in range(51)}, ["k", "v"], "k=v"]),
-)
-
-
-@st.composite
-def _plain_requests(draw):
-    """A request of plain values, each one valid, mutated, or arbitrary text, in any plain field, and tags."""
-    data = dict(
-        draw(st.sampled_from([VALID, {**VALID, "imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN}]))
-    )
-    for name in draw(st.lists(st.sampled_from(sorted(PLAIN_FIELD_RULES)), max_size=3)):
-        value = draw(_near_plain_values)
-        if draw(st.booleans()):  # a small edit of a valid value
-            value = draw(st.sampled_from([value + "\n", value.upper(), value + "é", value[:-1], value + "/1.0.0"]))
-        data[name] = draw(st.booleans()) if name == "enhancedImageMetadataEnabled" and draw(st.booleans()) else value
-    if draw(st.booleans()):
-        data["tags"] = draw(_near_plain_tags)
-    return {key: value for key, value in data.items() if value is not None}
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_plain_requests())
-def test_check_request_agrees_with_the_model_on_plain_requests(data):
-    assert _outcome(check_request, data) == _outcome(validate_request, data)
-    if plainly_valid(data):
-        validate_request(data)
-
-
-def _operator_attributes(data, templated):
-    """An operator's request attributes for the API-named ``data``, the fields in ``templated`` as Jinja."""
-    attributes = dict.fromkeys(REQUEST_FIELDS.values())
-    for name, value in data.items():
-        attributes[REQUEST_FIELDS[name]] = "{{ params.value }}" if name in templated else value
-    return attributes
-
-
-def _full_parse_time_check(attributes):
-    """The operator's parse-time check without its one-pass shortcut."""
-    with mock.patch.object(operators, "_plainly_valid_literals", return_value=False):
-        operators.ImageBuilderCreateImageOperator._validate_literal_fields(attributes, "CreateImage request")
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_plain_requests(), st.sets(st.sampled_from(sorted(REQUEST_FIELDS)), max_size=3))
-def test_the_operators_one_pass_check_passes_only_what_the_full_check_passes(data, templated):
-    attributes = _operator_attributes(data, templated)
-    if operators._plainly_valid_literals(attributes):
-        _full_parse_time_check(attributes)
-
-
-@pytest.mark.parametrize(
-    "templated",
-    [set(), {"imageRecipeArn"}, {"tags"}, {"clientToken", "infrastructureConfigurationArn"}],
-)
-def test_the_operators_one_pass_check_takes_the_common_shapes(templated):
-    data = {**VALID, "tags": {"team": "images"}, "enhancedImageMetadataEnabled": True}
-    assert operators._plainly_valid_literals(_operator_attributes(data, templated))
-    # ...and leaves any other shape to the full check: a dict field, a bool field templated, two recipes.
-    for other in ({"workflows": []}, {"enhancedImageMetadataEnabled": "{{ x }}"}, {"containerRecipeArn": "x"}):
-        assert not operators._plainly_valid_literals(
-            {
-                **_operator_attributes(data, templated),
-                **{REQUEST_FIELDS.get(name, name): value for name, value in other.items()},
-            }
-        )
