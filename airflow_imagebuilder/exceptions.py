@@ -15,6 +15,21 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+__all__ = [
+    "ImageBuildFailedError",
+    "ImageBuildTimeoutError",
+    "ImageBuilderApiError",
+    "ImageBuilderError",
+    "ImageBuilderRequestRejected",
+    "ImageNotFoundError",
+    "ImagePipelineDisabledError",
+    "ImageScanFailedError",
+    "ImageScanFindingsError",
+    "ImageScanIncompleteError",
+    "ImageScanningNotEnabledError",
+    "InvalidCreateImageRequest",
+]
+
 
 def shorten(value: Any, limit: int = 120) -> str:
     """``repr(value)``, cut in the middle past ``limit`` characters, for error messages."""

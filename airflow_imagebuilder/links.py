@@ -16,6 +16,12 @@ from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, B
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+__all__ = [
+    "ImageBuilderAmiLink",
+    "ImageBuilderImageLink",
+    "ImageBuilderLogsLink",
+]
+
 #: Image Builder's build logs go to ``/aws/imagebuilder/<image name>`` unless the image's
 #: ``loggingConfiguration.logGroupName`` names another group.
 DEFAULT_LOG_GROUP_PREFIX = "/aws/imagebuilder/"

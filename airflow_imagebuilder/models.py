@@ -42,6 +42,18 @@ from airflow_imagebuilder.fields import (
     WORKFLOW_ARN_PATTERN,
 )
 
+__all__ = [
+    "CreateImageRequest",
+    "EcrConfiguration",
+    "ImageLoggingConfiguration",
+    "ImageScanningConfiguration",
+    "ImageTestsConfiguration",
+    "InvalidCreateImageRequest",
+    "StartImagePipelineExecutionRequest",
+    "WorkflowConfiguration",
+    "WorkflowParameter",
+]
+
 
 class _ApiModel(BaseModel):
     """Shared config: camelCase aliases, snake_case accepted, unknown keys rejected, Python regexes, and the

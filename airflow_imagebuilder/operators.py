@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 
     from airflow_imagebuilder.models import StartImagePipelineExecutionRequest
 
+__all__ = [
+    "ImageBuildOperator",
+    "ImageBuilderCreateImageOperator",
+    "ImageBuilderStartPipelineExecutionOperator",
+]
+
 #: Generations tried before giving up: each one is a build that ended in a failure state, so reaching this many
 #: means something is wrong with the recipe.
 MAX_GENERATIONS = 100

@@ -9,12 +9,12 @@ from airflow_imagebuilder.diagnostics import check_gate_severity
 from airflow_imagebuilder.exceptions import ImageScanFindingsError
 from airflow_imagebuilder.links import ImageBuilderAmiLink
 from airflow_imagebuilder.retry import RetryPolicy
-from airflow_imagebuilder.triggers import ImageBuilderImageTrigger, resolve_event
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_imagebuilder.hooks import ImageBuilderHook
+    from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 
 
 def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict[str, Any], log: Any) -> None:
@@ -87,6 +87,9 @@ class ImageWaitMixin:
     def _image_trigger(self, image_build_version_arn: str, **wait: Any) -> ImageBuilderImageTrigger:
         """The deferred wait for the image: this task's connection and event settings, and ``wait`` (waiter delay
         and attempts, cancel on kill, not-found grace)."""
+        # Imported where a task defers: Airflow's trigger machinery is a tenth of what DAG parsing would import.
+        from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
+
         return ImageBuilderImageTrigger(
             image_build_version_arn=image_build_version_arn,
             aws_conn_id=self.aws_conn_id,
@@ -101,6 +104,8 @@ class ImageWaitMixin:
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger fired: the outputs of the AVAILABLE image, or the sync wait's exception."""
+        from airflow_imagebuilder.triggers import resolve_event
+
         image_outputs = resolve_event(event, self.hook)
         arn = str(event["image_build_version_arn"])  # type: ignore[index]  # resolve_event checked it
         ImageBuilderAmiLink.record(context, self, arn, image_outputs.get("amis", []))

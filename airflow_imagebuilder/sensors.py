@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
+__all__ = [
+    "ImageBuilderImageSensor",
+]
+
+
 class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     """
     Wait until an image build version is AVAILABLE; fail as soon as it reaches a failure state.

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from airflow_imagebuilder.events import StateChange
 
 
+__all__ = [
+    "ImageBuilderImageEventTrigger",
+    "ImageBuilderImageTrigger",
+]
+
 #: State changes an event trigger remembers having fired for (duplicates of them fire nothing).
 FIRED_REMEMBERED = 10_000
 
