@@ -166,6 +166,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
     def _check_arguments(self) -> None:
         """Check the literal arguments (a subclass's ``__init__`` calls this once it has stored its own)."""
         self._check_shared_arguments()
+        self._request(literal_only=True)
         if self.max_finding_severity is not None and not self.wait_for_completion:
             raise ValueError(
                 f"{self.task_id}: max_finding_severity needs wait_for_completion=True (the gate judges the "
@@ -381,7 +382,6 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
 
     def _check_arguments(self) -> None:
         super()._check_arguments()
-        self._request(literal_only=True)
         configuration = self.image_scanning_configuration
         if self.max_finding_severity and is_literal(configuration) and not diagnostics.scanning_enabled(configuration):
             raise exceptions.ImageScanningNotEnabledError(
@@ -463,10 +463,6 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
         self.tags = tags
         self.start_disabled = start_disabled
         self._check_arguments()
-
-    def _check_arguments(self) -> None:
-        super()._check_arguments()
-        self._request(literal_only=True)
 
     def _request(self, literal_only: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
