@@ -29,7 +29,6 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
@@ -66,23 +65,6 @@ DELETE_BATCH = 10
 DELETE_LINGER_SECONDS = 2.0
 #: Builds remembered as finished per consumer (their late messages are deleted).
 FINISHED_REMEMBERED = 10_000
-
-#: Error codes meaning "these credentials are refused": the provider's own (:data:`~.retry.AUTH_CODES`), plus the
-#: spellings of SQS's query protocol and of AWS's common errors list (AccessDenied, ExpiredToken, NotAuthorized).
-#: An HTTP 403 answer counts too, whatever its code: AWS answers refused credentials with 403.
-REFUSED_CREDENTIALS_CODES = retry.AUTH_CODES | {"AccessDenied", "ExpiredToken", "NotAuthorized"}
-
-
-def credentials_refused(error: BaseException) -> bool:
-    """True when ``error`` says the credentials are missing, expired, revoked or not allowed the call.
-
-    A new hook reads the connection again and may find other keys there (rotated by an operator, or renewed by a
-    secrets backend); any other error is not helped by that.
-    """
-    if isinstance(error, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
-        return True
-    answer = retry.ErrorAnswer.of(error)
-    return answer is not None and (answer.code in REFUSED_CREDENTIALS_CODES or answer.http_status == 403)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +171,7 @@ class QueueReader:
 
     async def _failed(self, action: str, error: Exception) -> None:
         """Log a failed call; after refused credentials, close the client so the next call reads the connection."""
-        refused = credentials_refused(error)
+        refused = retry.credentials_refused(error)
         renew = f"; reading connection {self.aws_conn_id!r} again for new credentials" if refused else ""
         self.log.warning("%s %s failed: %s%s", action, self.queue_url, error, renew)
         if refused:

@@ -321,3 +321,21 @@ class CallRetry:
         if self.attempts >= self.policy.max_attempts or self._clock() - self._started + delay > self.policy.max_elapsed:
             raise api_error(self.operation, answer, self.attempts, self.conn_id) from error
         return RetryStep(delay=delay)
+
+
+#: Error codes meaning "these credentials are refused": the provider's own (:data:`AUTH_CODES`), plus the
+#: spellings of SQS's query protocol and of AWS's common errors list (AccessDenied, ExpiredToken, NotAuthorized).
+#: An HTTP 403 answer counts too, whatever its code: AWS answers refused credentials with 403.
+REFUSED_CREDENTIALS_CODES = AUTH_CODES | {"AccessDenied", "ExpiredToken", "NotAuthorized"}
+
+
+def credentials_refused(error: BaseException) -> bool:
+    """True when ``error`` says the credentials are missing, expired, revoked or not allowed the call.
+
+    A new hook reads the connection again and may find other keys there (rotated by an operator, or renewed by a
+    secrets backend); any other error is not helped by that.
+    """
+    if isinstance(error, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
+        return True
+    answer = ErrorAnswer.of(error)
+    return answer is not None and (answer.code in REFUSED_CREDENTIALS_CODES or answer.http_status == 403)
