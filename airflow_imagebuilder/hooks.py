@@ -1,8 +1,9 @@
 """ImageBuilderHook: the Image Builder calls of the provider, sync (boto3) and async (aiobotocore).
 
-Each call goes through one retry loop per path, driven by :class:`~airflow_imagebuilder.retry.CallRetry` (which
-error is retried, how, and what is raised); :meth:`ImageBuilderHook.wait_for_image` polls around
-:func:`~airflow_imagebuilder.waiting.next_step` (when a wait ends, and how).  The hook itself only does I/O.
+Each call goes through one retry loop per path, driven by
+:class:`~airflow_imagebuilder._decisions.retry.CallRetry` (which error is retried, how, and what is raised);
+:meth:`ImageBuilderHook.wait_for_image` polls around :func:`~airflow_imagebuilder._decisions.waiting.next_step`
+(when a wait ends, and how).  The hook itself only does I/O.
 """
 
 from __future__ import annotations
@@ -20,15 +21,22 @@ import botocore.exceptions
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
-from airflow_imagebuilder import async_clients, diagnostics, exceptions, retry, waiting
+from airflow_imagebuilder import exceptions
+from airflow_imagebuilder._adapters import async_clients
+from airflow_imagebuilder._decisions import diagnostics, retry, waiting
+from airflow_imagebuilder._decisions.states import (
+    DEFAULT_NOT_FOUND_GRACE,
+    FAILURE_STATES,
+    IN_PROGRESS_STATES,
+    SUCCESS_STATES,
+)
 from airflow_imagebuilder.links import build_log_location
-from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 
 if TYPE_CHECKING:
+    from airflow_imagebuilder._decisions.retry import CallRetry, RetryPolicy, RetryStep
+    from airflow_imagebuilder._decisions.waiting import ImageState, Poll, Step
     from airflow_imagebuilder.exceptions import ImageBuilderApiError
     from airflow_imagebuilder.models import CreateImageRequest, StartImagePipelineExecutionRequest
-    from airflow_imagebuilder.retry import CallRetry, RetryPolicy, RetryStep
-    from airflow_imagebuilder.waiting import ImageState, Poll, Step
 
 __all__ = ["ImageBuilderHook"]
 
@@ -49,7 +57,7 @@ class ImageBuilderHook(AwsBaseHook):
     Additional arguments (such as ``aws_conn_id``, ``region_name``, ``verify``, ``config``) are passed down to
     :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`.
 
-    :param api_retry: the :class:`~airflow_imagebuilder.retry.RetryPolicy` (or its fields as a dict) for
+    :param api_retry: the :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` (or its fields as a dict) for
         retried API errors.
     """
 

@@ -12,8 +12,9 @@ service (each case is listed in the README under "Validation"):
 * tag keys may contain digits, spaces, ``@`` and ``=`` (reference pattern ``[a-zA-Z+-=._:/]``);
 * ``loggingConfiguration`` (not in the reference) is accepted with the service's ``logGroupName`` rule.
 
-The patterns, limits and field names live in :mod:`~airflow_imagebuilder.fields`.  The operators check a task's
-literal request with these models when the DAG is parsed and the rendered one before the call: the same code.
+The patterns, limits and field names live in :mod:`~airflow_imagebuilder._decisions.fields`.  The operators
+check a task's literal request with these models when the DAG is parsed and the rendered one before the call: the
+same code.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
-from airflow_imagebuilder.fields import (
+from airflow_imagebuilder._decisions.fields import (
     CONTAINER_RECIPE_ARN_PATTERN,
     DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
     EXECUTION_ROLE_PATTERN,
@@ -41,6 +41,7 @@ from airflow_imagebuilder.fields import (
     TAG_KEY_PATTERN,
     WORKFLOW_ARN_PATTERN,
 )
+from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
 
 __all__ = [
     "CreateImageRequest",

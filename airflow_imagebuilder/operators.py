@@ -17,18 +17,19 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_imagebuilder import diagnostics, exceptions, lineage, models, waiting
-from airflow_imagebuilder import token as client_tokens
-from airflow_imagebuilder.fields import REQUEST_FIELDS
-from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
-from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.outputs import ImageWaitMixin, finish_image
-from airflow_imagebuilder.states import (
+from airflow_imagebuilder import exceptions, models
+from airflow_imagebuilder._decisions import diagnostics, lineage, waiting
+from airflow_imagebuilder._decisions import token as client_tokens
+from airflow_imagebuilder._decisions.fields import REQUEST_FIELDS
+from airflow_imagebuilder._decisions.states import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_SAFETY_POLL_INTERVAL,
     FAILURE_STATES,
     SUCCESS_STATES,
 )
+from airflow_imagebuilder._image_wait import ImageWaitMixin, finish_image
+from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
+from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -112,7 +113,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
     :param deferrable: wait in the triggerer instead of the worker (default ``[operators] default_deferrable``).
     :param cancel_on_kill: cancel the build when the task is killed, marked failed or its wait times out
         (default True).
-    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for throttled/5xx API calls.
+    :param api_retry: fields of :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` for throttled/5xx API calls.
     :param max_finding_severity: the most severe image scan finding allowed (``INFORMATIONAL``, ``LOW``,
         ``MEDIUM``, ``HIGH`` or ``CRITICAL``); once AVAILABLE, the task reads the image's scan findings, pushes
         ``scan_findings_counts`` and fails without retries, naming the worst, past it.  Needs image scanning
@@ -301,7 +302,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
         )
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
-        """OpenLineage inputs: the recipe and configurations, or the pipeline (:mod:`airflow_imagebuilder.lineage`)."""
+        """OpenLineage inputs: the recipe and configurations, or the pipeline."""
         return lineage.facets_on_start(self)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

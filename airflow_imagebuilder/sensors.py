@@ -12,11 +12,12 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, conf, timezone
 
-from airflow_imagebuilder import diagnostics, exceptions, waiting
+from airflow_imagebuilder import exceptions
+from airflow_imagebuilder._decisions import diagnostics, waiting
+from airflow_imagebuilder._decisions.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
+from airflow_imagebuilder._image_wait import ImageWaitMixin, finish_image
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
-from airflow_imagebuilder.outputs import ImageWaitMixin, finish_image
-from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -34,7 +35,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     Works in ``poke``, ``reschedule`` and deferrable mode; ``timeout`` means the same in all three.  Once
     AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris``) and
     returns the ARN.  The sensor only watches: it never cancels the build.  Each poke is decided by
-    :func:`~airflow_imagebuilder.waiting.next_step`, as in the operator's wait and the trigger: an ARN the
+    :func:`~airflow_imagebuilder._decisions.waiting.next_step`, as in the operator's wait and the trigger: an ARN the
     service does not know fails the task once ``not_found_grace`` has passed; an error waiting cannot mend
     (credentials, permissions, a bad parameter) fails it at the first answer.
 
@@ -46,7 +47,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     :param safety_poll_interval: seconds between the safety GetImage calls of an event-driven wait (600).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
-    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for throttled/5xx API calls.
+    :param api_retry: fields of :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` for throttled/5xx API calls.
     :param aws_conn_id: the Airflow connection used for AWS credentials.
     :param region_name: AWS region; defaults to the connection's.
     :param verify: whether or not to verify SSL certificates.

@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_imagebuilder.exceptions import ImageBuilderError
-from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
-from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
-from airflow_imagebuilder.waiting import (
+from airflow_imagebuilder._decisions.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
+from airflow_imagebuilder._decisions.waiting import (
     Outcome,
     Poll,
     Step,
@@ -22,9 +20,11 @@ from airflow_imagebuilder.waiting import (
     image_outputs,
     next_step,
 )
+from airflow_imagebuilder.exceptions import ImageBuilderError
+from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
 
 if TYPE_CHECKING:
-    from airflow_imagebuilder.events import StateChange
+    from airflow_imagebuilder._adapters.sqs import StateChange
 
 
 __all__ = [
@@ -61,9 +61,9 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
     Fire when an image build version reaches AVAILABLE or a failure state.
 
     Serializes only identifiers and settings; credentials are read through the Airflow connection when the
-    trigger runs.  Each poll is decided by :func:`~airflow_imagebuilder.waiting.next_step`, as in the sync
+    trigger runs.  Each poll is decided by :func:`~airflow_imagebuilder._decisions.waiting.next_step`, as in the sync
     wait: throttling, 5xx and transport errors never end the wait; any other error ends it at once.  The event
-    is :meth:`~airflow_imagebuilder.waiting.Step.to_event`; :func:`resolve_event` turns it back into the sync
+    is :meth:`~airflow_imagebuilder._decisions.waiting.Step.to_event`; :func:`resolve_event` turns it back into the sync
     path's result or exception.
 
     :param image_build_version_arn: the image build version to follow.
@@ -75,7 +75,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
     :param botocore_config: configuration dictionary for the botocore client.
     :param cancel_on_kill: send CancelImageCreation when the deferred task is killed by a user (Airflow 3.3+)
         and when the wait times out.
-    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for retried API errors.
+    :param api_retry: fields of :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` for retried API errors.
     :param not_found_grace: seconds during which "not found" is taken for eventual consistency.
     :param completion_queue_url: an SQS queue receiving Image Builder's state change events (through an
         EventBridge rule). The wait then learns the outcome from the queue: one GetImage at the start, one to
@@ -174,7 +174,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
 
     async def _wait_for_events(self, queue_url: str) -> Step:
         """Wait on the shared queue consumer; GetImage at the start, to confirm, and as a safety net."""
-        from airflow_imagebuilder.events import CONSUMERS
+        from airflow_imagebuilder._adapters.sqs import CONSUMERS
 
         arn = self.image_build_version_arn
         consumer = CONSUMERS.get(queue_url, self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
@@ -255,7 +255,7 @@ class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
     :param region_name: the AWS region.
     :param verify: whether or not to verify SSL certificates.
     :param botocore_config: configuration dictionary for the botocore clients.
-    :param api_retry: fields of :class:`~airflow_imagebuilder.retry.RetryPolicy` for the GetImage calls.
+    :param api_retry: fields of :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` for the GetImage calls.
     """
 
     def __init__(
@@ -313,7 +313,7 @@ class ImageBuilderImageEventTrigger(_HookFromSettings, BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_imagebuilder.events import QueueReader
+        from airflow_imagebuilder._adapters.sqs import QueueReader
 
         reader = QueueReader(
             self.queue_url, self.aws_conn_id, self.region_name, self.verify, self.botocore_config, log=self.log

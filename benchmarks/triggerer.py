@@ -44,8 +44,8 @@ def child(impl: str, arns: list[str], delay: float, queue_url: str | None = None
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
     from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
-    from airflow_imagebuilder.async_clients import SHARED_CLIENTS
-    from airflow_imagebuilder.events import CONSUMERS
+    from airflow_imagebuilder._adapters.async_clients import SHARED_CLIENTS
+    from airflow_imagebuilder._adapters.sqs import CONSUMERS
     from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 
     class BaselineImageBuilderHook(AwsBaseHook):

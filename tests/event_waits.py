@@ -9,7 +9,7 @@ import asyncio
 import json
 import sys
 
-from airflow_imagebuilder.events import CONSUMERS
+from airflow_imagebuilder._adapters.sqs import CONSUMERS
 from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 
 

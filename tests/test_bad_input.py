@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_imagebuilder._decisions.fields import REQUEST_FIELDS
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest
-from airflow_imagebuilder.fields import REQUEST_FIELDS
 from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, load_dag, task_states
 from tests.test_models import RULES, valid_requests

@@ -22,8 +22,8 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from airflow_imagebuilder import events
-from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder._adapters import sqs as events
+from airflow_imagebuilder._adapters.async_clients import SHARED_CLIENTS
 from airflow_imagebuilder.testing import ImageBuilderEmulator
 from airflow_imagebuilder.testing.events import wire_events_to_queue
 from airflow_imagebuilder.testing.processes import moto_process

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder._adapters.async_clients import SHARED_CLIENTS
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.triggers import ImageBuilderImageTrigger
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, task_states, xcom

@@ -9,7 +9,7 @@ import re
 import boto3
 import pytest
 
-from airflow_imagebuilder.diagnostics import findings_above, gate_message, severity_counts
+from airflow_imagebuilder._decisions.diagnostics import findings_above, gate_message, severity_counts
 from airflow_imagebuilder.exceptions import ImageBuildFailedError, ImageScanningNotEnabledError
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator

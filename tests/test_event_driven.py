@@ -166,7 +166,7 @@ def test_the_asset_watcher_trigger_fires_once_per_matching_available_image(wired
 
 
 def test_the_check_command_finds_a_wired_queue_ready_and_names_what_a_bare_queue_lacks(wired, moto, capsys):
-    from airflow_imagebuilder.events import main
+    from airflow_imagebuilder._adapters.sqs import main
 
     _, queue_url = wired
     assert main(["check", "--queue-url", queue_url]) == 0
@@ -207,7 +207,7 @@ def test_a_wait_on_an_image_version_arn_follows_the_events_of_its_newest_build(w
 def test_a_queue_with_no_visibility_timeout_does_not_hand_a_message_back_while_its_delete_waits(moto, monkeypatch):
     # A queue's default visibility timeout may be 0; the consumer's receive asks for its own, longer than the time a
     # delete waits for company, so the message of a wait that ended is not received (and routed) again meanwhile.
-    from airflow_imagebuilder import events
+    from airflow_imagebuilder._adapters import sqs as events
 
     sqs = client("sqs", moto.endpoint_url)
     queue_url = sqs.create_queue(QueueName="no-visibility-timeout", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]

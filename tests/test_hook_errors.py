@@ -8,10 +8,10 @@ import json
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_imagebuilder._decisions.retry import RetryPolicy
 from airflow_imagebuilder.exceptions import ImageBuilderApiError, ImageBuilderRequestRejected
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.models import validate_request
-from airflow_imagebuilder.retry import RetryPolicy
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, aws_connection
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=6, max_elapsed=30, in_use_attempts=3)

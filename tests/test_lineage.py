@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from airflow_imagebuilder import lineage
+from airflow_imagebuilder._decisions import lineage
 from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator, ImageBuilderStartPipelineExecutionOperator
 from tests.conftest import (
     ACCOUNT,

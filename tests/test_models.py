@@ -13,7 +13,7 @@ from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_imagebuilder.fields import (
+from airflow_imagebuilder._decisions.fields import (
     CONTAINER_RECIPE_ARN_PATTERN,
     DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
     ECMA_SPACE,

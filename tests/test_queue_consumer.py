@@ -11,8 +11,8 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from airflow_imagebuilder import events
-from airflow_imagebuilder.events import QueueConsumer, QueueReader, StateChange
+from airflow_imagebuilder._adapters import sqs as events
+from airflow_imagebuilder._adapters.sqs import QueueConsumer, QueueReader, StateChange
 
 QUEUE_URL = "http://sqs.local/123456789012/waits"
 

@@ -34,7 +34,7 @@ NOT_RUN = {
     "make lint": "the first step of make test",
     "make bench": "benchmarks take minutes and print ratios, they assert nothing",
     "docker compose up": "needs docker; tests/test_docker_compose.py checks the compose file",
-    "python -m airflow_imagebuilder.events check": "needs a queue wired to EventBridge; tests/test_event_driven.py "
+    "airflow-imagebuilder-events check": "needs a queue wired to EventBridge; tests/test_event_driven.py "
     "runs the check against moto",
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from airflow_imagebuilder.async_clients import SHARED_CLIENTS
+from airflow_imagebuilder._adapters.async_clients import SHARED_CLIENTS
 from airflow_imagebuilder.hooks import ImageBuilderHook
 from airflow_imagebuilder.testing.processes import free_port
 from airflow_imagebuilder.triggers import ImageBuilderImageTrigger

@@ -11,6 +11,25 @@ from types import SimpleNamespace
 import botocore.exceptions
 import pytest
 
+from airflow_imagebuilder._decisions.retry import (
+    AUTH_CODES,
+    ERROR_ACTIONS,
+    CallRetry,
+    ErrorAction,
+    ErrorAnswer,
+    RetryPolicy,
+    api_error,
+    classify,
+)
+from airflow_imagebuilder._decisions.states import FAILURE_STATES, IN_PROGRESS_STATES
+from airflow_imagebuilder._decisions.token import derive_client_token
+from airflow_imagebuilder._decisions.waiting import (
+    Outcome,
+    Poll,
+    Step,
+    next_step,
+    with_cancel_note,
+)
 from airflow_imagebuilder.exceptions import (
     ImageBuilderApiError,
     ImageBuilderError,
@@ -21,26 +40,7 @@ from airflow_imagebuilder.exceptions import (
     InvalidCreateImageRequest,
 )
 from airflow_imagebuilder.models import validate_request
-from airflow_imagebuilder.retry import (
-    AUTH_CODES,
-    ERROR_ACTIONS,
-    CallRetry,
-    ErrorAction,
-    ErrorAnswer,
-    RetryPolicy,
-    api_error,
-    classify,
-)
-from airflow_imagebuilder.states import FAILURE_STATES, IN_PROGRESS_STATES
-from airflow_imagebuilder.token import derive_client_token
 from airflow_imagebuilder.triggers import resolve_event
-from airflow_imagebuilder.waiting import (
-    Outcome,
-    Poll,
-    Step,
-    next_step,
-    with_cancel_note,
-)
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/golden-base/1.0.0/1"

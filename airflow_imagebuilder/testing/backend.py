@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from airflow_imagebuilder.states import IN_PROGRESS_STATES
+from airflow_imagebuilder._decisions.states import IN_PROGRESS_STATES
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock, Seconds, seconds_range
 from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
 from airflow_imagebuilder.testing.findings import planned_findings

@@ -30,7 +30,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_imagebuilder.states import FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
+from airflow_imagebuilder._decisions.states import (
+    DETAIL_TYPE,
+    EVENT_SOURCE,
+    FAILURE_STATES,
+    IN_PROGRESS_STATES,
+    SUCCESS_STATES,
+)
 from airflow_imagebuilder.testing.clock import ManualClock, Seconds, seconds_range
 from airflow_imagebuilder.testing.processes import local_client
 from airflow_imagebuilder.testing.resources import Build
@@ -38,11 +44,8 @@ from airflow_imagebuilder.testing.resources import Build
 if TYPE_CHECKING:
     from airflow_imagebuilder.testing.backend import ImageBuilderBackend
 
-#: Source and detail-type of the events.  The provider's ``airflow_imagebuilder.events`` has the same
-#: (``EVENT_SOURCE``, ``DETAIL_TYPE``; a test holds them equal), but it is an SQS adapter that imports Airflow,
-#: which the emulator's process does not load.
-EVENT_SOURCE = "aws.imagebuilder"
-STATE_CHANGE_DETAIL_TYPE = "EC2 Image Builder Image State Change"
+#: Source and detail-type of the events, as the provider reads them.
+STATE_CHANGE_DETAIL_TYPE = DETAIL_TYPE
 #: The EventBridge rule pattern matching Image Builder's state change events.
 STATE_CHANGE_PATTERN: dict[str, list[str]] = {"source": [EVENT_SOURCE], "detail-type": [STATE_CHANGE_DETAIL_TYPE]}
 #: The statuses that end a build: all an event-driven wait needs to hear of.

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_imagebuilder.diagnostics import SEVERITY_RANK
+from airflow_imagebuilder._decisions.diagnostics import SEVERITY_RANK
 
 #: Amazon Inspector's severities, the provider's (its scan-findings gate ranks them).
 SEVERITIES: tuple[str, ...] = tuple(SEVERITY_RANK)

@@ -15,7 +15,7 @@ from typing import Any
 import botocore.session
 from botocore.model import Shape
 
-from airflow_imagebuilder.fields import ECMA_SPACE
+from airflow_imagebuilder._decisions.fields import ECMA_SPACE
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,8 +14,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG
 
+from airflow_imagebuilder._decisions.retry import RetryPolicy
 from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
-from airflow_imagebuilder.retry import RetryPolicy
 
 TASKS = int(os.environ.get("IB_CHAOS_TASKS", "50"))
 TIME_SCALE = float(os.environ.get("IB_CHAOS_TIME_SCALE", "1"))

@@ -11,7 +11,7 @@ for is made visible again for other triggerers and never deleted; a message is d
 outcome.  The asset watcher (``ImageBuilderImageEventTrigger``) has a reader of its own.  Malformed messages are
 logged once and left to the queue's redrive policy.
 
-``python -m airflow_imagebuilder.events check --queue-url URL`` checks that a queue is reachable and receives
+``airflow-imagebuilder-events check --queue-url URL`` (a console script) checks that a queue is reachable and receives
 Image Builder events.
 """
 
@@ -32,11 +32,9 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
-from airflow_imagebuilder import retry
-from airflow_imagebuilder.states import IN_PROGRESS_STATES
+from airflow_imagebuilder._decisions import retry
+from airflow_imagebuilder._decisions.states import DETAIL_TYPE, EVENT_SOURCE, IN_PROGRESS_STATES
 
-EVENT_SOURCE = "aws.imagebuilder"
-DETAIL_TYPE = "EC2 Image Builder Image State Change"
 #: The EventBridge rule pattern that selects these events.
 EVENT_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE]}
 #: Long poll of a receive (SQS's maximum).
@@ -423,7 +421,7 @@ def check_queue(queue_url: str, aws_conn_id: str | None = "aws_default", region_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_imagebuilder.events", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="airflow-imagebuilder-events", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check that a queue is reachable and receives Image Builder events")
     check.add_argument("--queue-url", required=True)

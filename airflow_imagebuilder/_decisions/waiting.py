@@ -15,6 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_imagebuilder._decisions.states import (
+    DEFAULT_NOT_FOUND_GRACE,
+    FAILURE_STATES,
+    IN_PROGRESS_STATES,
+    SUCCESS_STATES,
+)
 from airflow_imagebuilder.exceptions import (
     ImageBuilderApiError,
     ImageBuilderError,
@@ -24,7 +30,6 @@ from airflow_imagebuilder.exceptions import (
     ImageNotFoundError,
     shorten,
 )
-from airflow_imagebuilder.states import DEFAULT_NOT_FOUND_GRACE, FAILURE_STATES, IN_PROGRESS_STATES, SUCCESS_STATES
 
 
 @dataclasses.dataclass(frozen=True)

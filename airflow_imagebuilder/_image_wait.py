@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_imagebuilder.diagnostics import check_gate_severity
+from airflow_imagebuilder._decisions.diagnostics import check_gate_severity
+from airflow_imagebuilder._decisions.retry import RetryPolicy
 from airflow_imagebuilder.exceptions import ImageScanFindingsError
 from airflow_imagebuilder.links import ImageBuilderAmiLink
-from airflow_imagebuilder.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -21,7 +21,7 @@ def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict
     """Push the outputs of an AVAILABLE image to XCom under their documented keys, and say what they are.
 
     Keys: ``amis`` (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``) and
-    ``container_image_uris``; see :func:`~airflow_imagebuilder.waiting.image_outputs`.
+    ``container_image_uris``; see :func:`~airflow_imagebuilder._decisions.waiting.image_outputs`.
     """
     for key, value in outputs.items():
         context["ti"].xcom_push(key=key, value=value)

@@ -1,7 +1,7 @@
-"""Image states and the defaults of a wait: what operator and sensor signatures need, without the wait itself.
+"""Image states, the names of Image Builder's state change events, and the defaults of a wait.
 
-The wait step that uses them is :func:`~airflow_imagebuilder.waiting.next_step`; this module stays free of it so
-that DAG parsing (which only builds operators) does not load the wait machinery.
+The wait step that uses them is :func:`~airflow_imagebuilder._decisions.waiting.next_step`; the emulator takes
+them from here too, so it cannot drift from what the provider expects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ IN_PROGRESS_STATES = frozenset({"PENDING", "CREATING", "BUILDING", "TESTING", "D
 SUCCESS_STATES = frozenset({"AVAILABLE"})
 #: Statuses from which the image will never become AVAILABLE.
 FAILURE_STATES = frozenset({"FAILED", "CANCELLED", "DEPRECATED", "DELETED", "DISABLED"})
+
+#: Source and detail-type of the event Image Builder sends to EventBridge on every status change of a build.
+EVENT_SOURCE = "aws.imagebuilder"
+DETAIL_TYPE = "EC2 Image Builder Image State Change"
 
 #: Seconds during which "not found" is taken for the service's eventual consistency after CreateImage.
 DEFAULT_NOT_FOUND_GRACE = 120.0
