@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow_imagebuilder.testing.backend import ImageBuilderBackend
 from airflow_imagebuilder.testing.clock import ManualClock, RealClock, Seconds
@@ -396,6 +396,10 @@ class EmulatorControl:
 
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
+
+    if TYPE_CHECKING:  # the controls are attached below, from the table: type checkers of users' tests see them
+
+        def __getattr__(self, name: str) -> Callable[..., Any]: ...
 
     def _call(self, method: str, command: str, body: Any = None, timeout: float = CONTROL_TIMEOUT) -> Any:
         data = json.dumps(body).encode() if body is not None else None
