@@ -1,14 +1,11 @@
-"""Workflow executions of a build: the AWS managed workflows the service runs, step by step, on the build's clock.
+"""The AWS managed workflows the service runs for a build, step by step, and what their executions look like.
 
 A build runs one workflow per workflow phase (:data:`PHASE_WORKFLOW`): ``build-image`` (or ``build-container``)
 while BUILDING, ``test-image`` (``test-container``) while TESTING when tests are enabled, and ``distribute-image``
-while DISTRIBUTING.  Each workflow's steps share its phase's time evenly; steps whose condition does not hold
-(image metadata collection, scan findings collection) are SKIPPED, as in the managed workflow documents.
-
-A planned failure ends its phase's workflow FAILED in the step it names: the steps before it COMPLETED (their
-rollback COMPLETED where the action has one), the failed step FAILED with its message, the steps after it SKIPPED.
-A cancelled build cancels the running workflow and step.  Everything is computed from the clock when read, like
-the build's status, so workflow executions and steps appear as their phase starts.
+while DISTRIBUTING.  Steps whose condition does not hold (image metadata collection, scan findings collection) are
+SKIPPED, as in the managed workflow documents.  How a build's executions unfold on its clock is computed beside
+the build, in ``resources.py`` (:func:`~.resources.workflow_runs`); this module holds the definitions, the ids and
+the shapes of executions and steps.
 """
 
 from __future__ import annotations
@@ -18,12 +15,9 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_imagebuilder.testing.clock import timestamp
-
-if TYPE_CHECKING:
-    from airflow_imagebuilder.testing.resources import Build
 
 #: The workflow type a lifecycle phase runs; other phases run no workflow.
 PHASE_WORKFLOW: dict[str, str] = {"BUILDING": "BUILD", "TESTING": "TEST", "DISTRIBUTING": "DISTRIBUTION"}
@@ -303,171 +297,3 @@ class WorkflowRun:
             "onFailure": step.definition.on_failure,
             "timeoutSeconds": step.definition.timeout_seconds,
         }
-
-
-def workflow_definition(build: Build, phase: str) -> WorkflowDefinition | None:
-    """The managed workflow ``build`` runs in ``phase`` (``None`` for phases without one)."""
-    workflow_type = PHASE_WORKFLOW.get(phase)
-    return None if workflow_type is None else MANAGED_WORKFLOWS[(workflow_type, build.kind)]
-
-
-def failed_step_name(build: Build) -> str | None:
-    """The step the build's planned failure fails, if it fails in a workflow phase."""
-    failure = build.failure
-    if failure is None:
-        return None
-    definition = workflow_definition(build, failure.phase)
-    if definition is None:
-        return None
-    wanted = failure.step or DEFAULT_FAILED_STEP[failure.phase]
-    return wanted if definition.step(wanted) is not None else DEFAULT_FAILED_STEP[failure.phase]
-
-
-def _condition_holds(build: Build, condition: str | None) -> bool:
-    if condition == "enhanced_metadata":
-        return bool(build.request.get("enhancedImageMetadataEnabled", True))
-    if condition == "scanning":
-        return build.scanning_enabled
-    return True
-
-
-def workflow_runs(build: Build, now: float) -> list[WorkflowRun]:
-    """The build's workflow executions started by clock time ``now``, oldest first."""
-    elapsed = now - build.created_at
-    cancelled = build.cancelled_at - build.created_at if build.cancelled_at is not None else None
-    runs = []
-    for phase, start, end in build.phases:
-        definition = workflow_definition(build, phase)
-        if definition is None:
-            continue
-        if start > elapsed or (cancelled is not None and start > cancelled):
-            break
-        runs.append(_run(build, definition, phase, start, end, elapsed, cancelled))
-        if build.failure is not None and build.failure.phase == phase:
-            break
-    return runs
-
-
-def _run(
-    build: Build,
-    definition: WorkflowDefinition,
-    phase: str,
-    start: float,
-    end: float,
-    elapsed: float,
-    cancelled: float | None,
-) -> WorkflowRun:
-    wall = build.wall_time
-    execution_id = workflow_execution_id(build.arn, definition.type)
-    failing = build.failure is not None and build.failure.phase == phase
-    failed_name = failed_step_name(build) if failing else None
-    active = [step for step in definition.steps if _condition_holds(build, step.condition)]
-    timed = active[: [step.name for step in active].index(failed_name) + 1] if failed_name else active
-    slot = (end - start) / max(len(timed), 1)
-    windows = {step.name: (start + index * slot, start + (index + 1) * slot) for index, step in enumerate(timed)}
-    seen = min(elapsed, cancelled) if cancelled is not None else elapsed
-    over = elapsed >= end and (cancelled is None or cancelled >= end)
-    was_cancelled = cancelled is not None and cancelled < end and elapsed >= cancelled
-    steps: list[StepRun] = []
-    reached = start
-    for step in definition.steps:
-        run = StepRun(
-            step, step_execution_id(execution_id, step.name), "PENDING", None, None, _inputs(build, definition, step)
-        )
-        steps.append(run)
-        if step.name not in windows:
-            if failed_name is not None and step not in timed:  # after the failed step: never reached
-                if over or was_cancelled:
-                    run.status = "SKIPPED"
-            elif seen >= reached:  # its condition does not hold: skipped when the workflow gets there
-                run.status, run.start, run.end = "SKIPPED", wall(reached), wall(reached)
-            elif was_cancelled:
-                run.status = "SKIPPED"
-            continue
-        step_start, step_end = windows[step.name]
-        reached = step_end
-        if seen < step_start:
-            if was_cancelled:
-                run.status = "SKIPPED"
-            continue
-        run.start = wall(step_start)
-        if step.name == failed_name and over:
-            run.status, run.end, run.message = "FAILED", wall(step_end), _step_message(build, step)
-        elif seen >= step_end and step.name != failed_name:
-            run.status, run.end, run.outputs = "COMPLETED", wall(step_end), _outputs(build, definition, step)
-        elif was_cancelled:
-            run.status, run.end, run.message = "CANCELLED", wall(seen), "Image creation was cancelled by the user."
-        else:
-            run.status = "RUNNING"
-    if failing and over:
-        for run in steps:
-            if run.status == "COMPLETED" and run.definition.rollback:
-                run.rollback_status = "COMPLETED"
-    status, message, finished = "RUNNING", None, None
-    if was_cancelled:
-        status, message, finished = "CANCELLED", "Image creation was cancelled by the user.", wall(cancelled or 0.0)
-    elif over:
-        finished = wall(end)
-        if failing:
-            status, message = "FAILED", workflow_message(build, execution_id)
-        else:
-            status = "COMPLETED"
-    return WorkflowRun(
-        definition=definition,
-        arn=(
-            f"arn:{build.arn.split(':')[1]}:imagebuilder:{build.region}:aws:workflow/"
-            f"{definition.type.lower()}/{definition.name}/{MANAGED_WORKFLOW_VERSION}"
-        ),
-        execution_id=execution_id,
-        image_arn=build.arn,
-        status=status,
-        start=wall(start),
-        end=finished,
-        steps=steps,
-        message=message,
-    )
-
-
-def _step_message(build: Build, step: StepDefinition) -> str:
-    failure = build.failure
-    assert failure is not None
-    if failure.step_message is not None:
-        return failure.step_message
-    if failure.reason is not None:
-        return failure.reason
-    return f"Action {step.action} failed for step {step.name}: the step ended with a non-zero exit status."
-
-
-def workflow_message(build: Build, execution_id: str) -> str:
-    """The message of the workflow a planned failure fails (planned, or naming the failed step and its message)."""
-    failure = build.failure
-    assert failure is not None
-    if failure.workflow_message is not None:
-        return failure.workflow_message
-    name = failed_step_name(build)
-    definition = workflow_definition(build, failure.phase)
-    assert name is not None and definition is not None
-    step = definition.step(name)
-    assert step is not None
-    step_id = step_execution_id(execution_id, name)
-    return f"Workflow Step Execution ID: {step_id} ({name}) failed with reason: {_step_message(build, step)}"
-
-
-def _instance_id(build: Build, workflow_type: str) -> str:
-    return "i-" + hashlib.sha256(f"{build.arn}|{workflow_type}|instance".encode()).hexdigest()[:17]
-
-
-def _inputs(build: Build, definition: WorkflowDefinition, step: StepDefinition) -> dict[str, Any]:
-    if step.action == "LaunchInstance":
-        return {"waitFor": "ssmAgent"}
-    if step.action in ("DistributeImage", "ApplyImageConfigurations"):
-        return {"regions": list(build.distribution_regions)}
-    return {"instanceId": _instance_id(build, definition.type)}
-
-
-def _outputs(build: Build, definition: WorkflowDefinition, step: StepDefinition) -> dict[str, Any]:
-    if step.action == "LaunchInstance":
-        return {"instanceId": _instance_id(build, definition.type)}
-    if step.action == "CreateImage":
-        return {"imageId": "ami-" + hashlib.sha256(f"{build.arn}|output".encode()).hexdigest()[:17]}
-    return {"status": "Success"}
