@@ -237,35 +237,20 @@ class ImageBuilderBackend:
         with self.lock:
             self.strict = bool(strict)
 
-    def fail_next_builds(
-        self,
-        phase: str = "BUILDING",
-        reason: str | None = None,
-        count: int = 1,
-        failure_context: dict[str, Any] | None = None,
-        *,
-        step: str | None = None,
-        step_message: str | None = None,
-        workflow_message: str | None = None,
-    ) -> None:
-        """Make the next ``count`` new builds end FAILED after ``phase``.
-
-        In BUILDING, TESTING and DISTRIBUTING the phase's workflow fails in ``step`` (by default
-        ApplyBuildComponents, ApplyTestComponents or DistributeImage) with ``step_message``; the workflow's message
-        names the step, and ``state.reason`` reads like the service's: ``Workflow Execution ID: wf-... failed with
-        reason: <workflow message>``.  ``reason`` replaces ``state.reason`` verbatim (and is the step's message
-        unless ``step_message`` is given); ``failure_context`` replaces ``state.failureContext`` verbatim.
-        """
+    def fail_next_builds(self, failure: PlannedFailure, count: int = 1) -> None:
+        """Make the next ``count`` new builds end FAILED as ``failure`` plans (see
+        :meth:`~.emulator.ImageBuilderEmulator.fail_next_builds`)."""
+        phase, step = failure.phase, failure.step
         if phase not in PHASES:
             raise ValueError(f"fail_next_builds: phase {phase!r} is not one of {PHASES}")
         for name, text, limit in (
-            ("reason", reason, 1024),
-            ("step_message", step_message, 500),
-            ("workflow_message", workflow_message, 500),
+            ("reason", failure.reason, 1024),
+            ("step_message", failure.step_message, 500),
+            ("workflow_message", failure.workflow_message, 500),
         ):
             if text is not None and (not isinstance(text, str) or not text or len(text) > limit):
                 raise ValueError(f"fail_next_builds: {name} must have 1 to {limit} characters")
-        if phase not in PHASE_WORKFLOW and (step, step_message, workflow_message) != (None, None, None):
+        if phase not in PHASE_WORKFLOW and (step, failure.step_message, failure.workflow_message) != (None, None, None):
             raise ValueError(
                 f"fail_next_builds: phase {phase} runs no workflow, so step, step_message and workflow_message do "
                 f"not apply; workflows run in {', '.join(PHASE_WORKFLOW)}"
@@ -277,7 +262,6 @@ class ImageBuilderBackend:
             )
         if count < 1:
             raise ValueError(f"fail_next_builds: count {count} must be at least 1")
-        failure = PlannedFailure(phase, reason, failure_context, step, step_message, workflow_message)
         with self.lock:
             self._planned_failures.extend([failure] * count)
 

@@ -31,6 +31,7 @@ from airflow_imagebuilder.testing.controls import (
     remote_methods,
 )
 from airflow_imagebuilder.testing.events import EventPublisher, EventRecord
+from airflow_imagebuilder.testing.resources import PlannedFailure
 from airflow_imagebuilder.testing.server import EmulatorHTTPServer
 from airflow_imagebuilder.testing.service import (
     DENIED_CODE,
@@ -208,20 +209,16 @@ class ImageBuilderEmulator:
         step_message: str | None = None,
         workflow_message: str | None = None,
     ) -> None:
-        """Make the next ``count`` builds end FAILED after ``phase``, the phase's workflow failing in ``step``.
+        """Make the next ``count`` new builds end FAILED after ``phase``.
 
-        ``state.reason`` reads like the service's (``Workflow Execution ID: wf-... failed with reason: ...``)
-        unless ``reason`` gives it verbatim; see :meth:`ImageBuilderBackend.fail_next_builds`.
+        In BUILDING, TESTING and DISTRIBUTING the phase's workflow fails in ``step`` (by default
+        ApplyBuildComponents, ApplyTestComponents or DistributeImage) with ``step_message``; the workflow's message
+        names the step, and ``state.reason`` reads like the service's: ``Workflow Execution ID: wf-... failed with
+        reason: <workflow message>``.  ``reason`` replaces ``state.reason`` verbatim (and is the step's message
+        unless ``step_message`` is given); ``failure_context`` replaces ``state.failureContext`` verbatim.
         """
-        self.backend.fail_next_builds(
-            phase,
-            reason,
-            count,
-            failure_context,
-            step=step,
-            step_message=step_message,
-            workflow_message=workflow_message,
-        )
+        failure = PlannedFailure(phase, reason, failure_context, step, step_message, workflow_message)
+        self.backend.fail_next_builds(failure, count)
 
     @control(
         "POST",
