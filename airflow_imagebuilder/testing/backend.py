@@ -41,6 +41,7 @@ from airflow_imagebuilder.testing.resources import (
     Recipe,
     Resource,
     arn_name,
+    members,
     version_key,
     version_matches,
 )
@@ -760,9 +761,7 @@ class ImageBuilderBackend:
         def update() -> dict[str, Any]:
             request = {k: v for k, v in params.items() if k not in ("clientToken", "imagePipelineArn", "dryRun")}
             if "imageRecipeArn" not in request and "containerRecipeArn" not in request:
-                for member in ("imageRecipeArn", "containerRecipeArn"):
-                    if member in pipeline.request:
-                        request[member] = pipeline.request[member]
+                request |= members(pipeline.request, ("imageRecipeArn", "containerRecipeArn"))
             recipe, _, _ = self._references(region, request)
             request |= {"name": pipeline.name, "status": params.get("status", "ENABLED")}
             if "tags" in pipeline.request:
@@ -781,15 +780,17 @@ class ImageBuilderBackend:
             # The service starts a build "whether the pipeline is enabled or disabled" (its API reference).
             pipeline = self._pipeline(arn)
             recipe, infrastructure, distribution = self._references(region, pipeline.request)
-            members = (
-                "imageTestsConfiguration",
-                "imageScanningConfiguration",
-                "enhancedImageMetadataEnabled",
-                "executionRole",
-                "workflows",
-                "loggingConfiguration",
+            request = members(
+                pipeline.request,
+                (
+                    "imageTestsConfiguration",
+                    "imageScanningConfiguration",
+                    "enhancedImageMetadataEnabled",
+                    "executionRole",
+                    "workflows",
+                    "loggingConfiguration",
+                ),
             )
-            request = {member: pipeline.request[member] for member in members if member in pipeline.request}
             tags = dict(pipeline.request.get("imageTags") or {}) | dict(params.get("tags") or {})
             if tags:
                 request["tags"] = tags

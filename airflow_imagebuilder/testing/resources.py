@@ -67,6 +67,11 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+def members(source: dict[str, Any], names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The members of ``source`` among ``names``, in that order, as given (absent ones stay absent)."""
+    return {name: source[name] for name in names if name in source}
+
+
 @dataclasses.dataclass
 class Resource:
     """A named resource created by a ``Create*`` request (or registered on first use in lenient mode)."""
@@ -88,6 +93,8 @@ class Resource:
             described["description"] = self.request["description"]
         if self.tags:  # TagMap has min 1 in the model: no tags means no member
             described["tags"] = self.tags
+        if self.updated is not None:  # only what an Update* call changed has it (no recipe: recipes are not updated)
+            described["dateUpdated"] = timestamp(self.updated)
         return described
 
 
@@ -122,7 +129,7 @@ class Recipe(Resource):
             described["components"] = self.request["components"]
         if self.kind == "image":
             described["type"] = "AMI"
-            members: tuple[str, ...] = (
+            optional: tuple[str, ...] = (
                 "blockDeviceMappings",
                 "workingDirectory",
                 "additionalInstanceConfiguration",
@@ -132,17 +139,16 @@ class Recipe(Resource):
         else:
             described["containerType"] = self.request["containerType"]
             described["encrypted"] = True
-            members = ("instanceConfiguration", "dockerfileTemplateData", "kmsKeyId", "workingDirectory")
+            optional = ("instanceConfiguration", "dockerfileTemplateData", "kmsKeyId", "workingDirectory")
             described["targetRepository"] = self.request["targetRepository"]
-        described |= {member: self.request[member] for member in members if member in self.request}
-        return described
+        return described | members(self.request, optional)
 
     def summary(self) -> dict[str, Any]:
         described = self.describe()
         keys = ["arn", "name", "platform", "owner", "parentImage", "dateCreated", "tags"]
         if self.kind == "container":
             keys.append("containerType")
-        return {key: described[key] for key in keys if key in described}
+        return members(described, keys)
 
 
 @dataclasses.dataclass
@@ -154,28 +160,27 @@ class InfrastructureConfiguration(Resource):
         described["instanceTypes"] = list(self.request.get("instanceTypes", []))
         described["instanceProfileName"] = self.request["instanceProfileName"]
         described["terminateInstanceOnFailure"] = self.request.get("terminateInstanceOnFailure", True)
-        for member in (
-            "securityGroupIds",
-            "subnetId",
-            "logging",
-            "keyPair",
-            "snsTopicArn",
-            "resourceTags",
-            "instanceMetadataOptions",
-            "placement",
-            "parentInstance",
-            "terminateInstanceOnCompletion",
-        ):
-            if member in self.request:
-                described[member] = self.request[member]
-        if self.updated is not None:
-            described["dateUpdated"] = timestamp(self.updated)
+        described |= members(
+            self.request,
+            (
+                "securityGroupIds",
+                "subnetId",
+                "logging",
+                "keyPair",
+                "snsTopicArn",
+                "resourceTags",
+                "instanceMetadataOptions",
+                "placement",
+                "parentInstance",
+                "terminateInstanceOnCompletion",
+            ),
+        )
         return described
 
     def summary(self) -> dict[str, Any]:
         described = self.describe()
         keys = ("arn", "name", "description", "dateCreated", "dateUpdated", "resourceTags", "tags")
-        summary = {key: described[key] for key in keys if key in described}
+        summary = members(described, keys)
         summary |= {
             "instanceTypes": described["instanceTypes"],
             "instanceProfileName": self.request["instanceProfileName"],
@@ -198,14 +203,12 @@ class DistributionConfiguration(Resource):
         described = self._common()
         described["distributions"] = self.request["distributions"]
         described["timeoutMinutes"] = 720
-        if self.updated is not None:
-            described["dateUpdated"] = timestamp(self.updated)
         return described
 
     def summary(self) -> dict[str, Any]:
         described = self.describe()
         keys = ("arn", "name", "description", "dateCreated", "dateUpdated", "tags")
-        return {key: described[key] for key in keys if key in described} | {"regions": list(self.regions)}
+        return members(described, keys) | {"regions": list(self.regions)}
 
 
 @dataclasses.dataclass
@@ -230,21 +233,20 @@ class ImagePipeline(Resource):
             | self.request.get("imageTestsConfiguration", {}),
             "status": self.status,
         }
-        for member in (
-            "imageRecipeArn",
-            "containerRecipeArn",
-            "distributionConfigurationArn",
-            "schedule",
-            "imageTags",
-            "imageScanningConfiguration",
-            "executionRole",
-            "workflows",
-            "loggingConfiguration",
-        ):
-            if member in self.request:
-                described[member] = self.request[member]
-        if self.updated is not None:
-            described["dateUpdated"] = timestamp(self.updated)
+        described |= members(
+            self.request,
+            (
+                "imageRecipeArn",
+                "containerRecipeArn",
+                "distributionConfigurationArn",
+                "schedule",
+                "imageTags",
+                "imageScanningConfiguration",
+                "executionRole",
+                "workflows",
+                "loggingConfiguration",
+            ),
+        )
         if self.last_run is not None:
             described["dateLastRun"] = timestamp(self.last_run)
         if last_run_status is not None:
@@ -434,10 +436,7 @@ class Build:
         image["imageScanningConfiguration"] = self.scanning_configuration
         if self.scanning_enabled:
             image["scanState"] = scan_state(status)
-        for member in ("executionRole", "workflows", "loggingConfiguration"):
-            if member in request:
-                image[member] = request[member]
-        return image
+        return image | members(request, ("executionRole", "workflows", "loggingConfiguration"))
 
     def summary(self, now: float) -> dict[str, Any]:
         """The ``ImageSummary`` structure of the List operations."""
@@ -457,7 +456,7 @@ class Build:
             "imageSource",
             "loggingConfiguration",
         )
-        return {key: image[key] for key in keys if key in image} | {"owner": self.account_id}
+        return members(image, keys) | {"owner": self.account_id}
 
     def output_resources(self, status: str, failure: PlannedFailure | None) -> dict[str, Any]:
         """AMIs (or container URIs) per distribution region once distributed; empty lists before."""
