@@ -384,16 +384,18 @@ class ImageBuilderBackend:
         region: str,
         params: dict[str, Any],
         kind: str,
-        make: Callable[[str, dict[str, Any]], Resource],
+        make: Callable[[str, str, dict[str, Any], str, dt.datetime], Resource],
         version: str | None = None,
     ) -> dict[str, Any]:
-        """A Create call of ``kind``: ``make(arn, request)`` is the new resource, once per client token."""
+        """A Create call of ``kind``, once per client token: the new resource is ``make(arn, name, request, owner,
+        created)``, the resource class itself or a function that checks the request first."""
         label = RESOURCE_LABELS[kind]
         arn = self._arn(region, kind, params["name"], version)
 
         def create() -> dict[str, Any]:
             self._check_new(arn, kind)
-            self.resources[arn] = make(arn, {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")})
+            request = {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}
+            self.resources[arn] = make(arn, params["name"], request, self.account_id, self._now_wall())
             return {f"{label[0].lower()}{label[1:]}Arn": arn}  # imageRecipeArn, ..., imagePipelineArn
 
         return self._idempotent(f"Create{label}", region, params, create)
@@ -406,25 +408,10 @@ class ImageBuilderBackend:
                 f"The semantic version '{version}' is not valid: a recipe version is <major>.<minor>.<patch> in "
                 "digits, without wildcards.",
             )
-        return self._create(
-            region,
-            params,
-            f"{kind}-recipe",
-            lambda arn, request: Recipe(
-                arn, params["name"], request, self.account_id, self._now_wall(), kind=kind, version=version
-            ),
-            version,
-        )
+        return self._create(region, params, f"{kind}-recipe", partial(Recipe, kind=kind, version=version), version)
 
     def create_infrastructure_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._create(
-            region,
-            params,
-            "infrastructure-configuration",
-            lambda arn, request: InfrastructureConfiguration(
-                arn, params["name"], request, self.account_id, self._now_wall()
-            ),
-        )
+        return self._create(region, params, "infrastructure-configuration", InfrastructureConfiguration)
 
     def create_distribution_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         distributions = params["distributions"]
@@ -442,14 +429,7 @@ class ImageBuilderBackend:
                     f"distributions[{index}].region", f"Region {distribution['region']} is listed more than once."
                 )
             seen.add(distribution["region"])
-        return self._create(
-            region,
-            params,
-            "distribution-configuration",
-            lambda arn, request: DistributionConfiguration(
-                arn, params["name"], request, self.account_id, self._now_wall()
-            ),
-        )
+        return self._create(region, params, "distribution-configuration", DistributionConfiguration)
 
     def _get(self, region: str, params: dict[str, Any], key: str) -> dict[str, Any]:
         """Get<Resource>: ``key`` is the response member, ``<key>Arn`` the request's (``imageRecipe``...)."""
@@ -732,12 +712,10 @@ class ImageBuilderBackend:
         return pipeline
 
     def create_image_pipeline(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        def pipeline(arn: str, request: dict[str, Any]) -> ImagePipeline:
+        def pipeline(arn: str, name: str, request: dict[str, Any], owner: str, created: dt.datetime) -> ImagePipeline:
             recipe, _, _ = self._references(region, params)
             request["status"] = params.get("status", "ENABLED")
-            return ImagePipeline(
-                arn, params["name"], request, self.account_id, self._now_wall(), platform=recipe.platform
-            )
+            return ImagePipeline(arn, name, request, owner, created, platform=recipe.platform)
 
         return self._create(region, params, "image-pipeline", pipeline)
 
