@@ -332,7 +332,7 @@ class Build:
         return self.created_wall + dt.timedelta(seconds=offset)
 
     def workflow_runs(self, now: float) -> list[WorkflowRun]:
-        """The workflow executions started by clock time ``now``, each with its steps (see ``workflows.py``)."""
+        """The workflow executions started by clock time ``now``, each with its steps (see :func:`workflow_runs`)."""
         return workflow_runs(self, now)
 
     def scan_finding_descriptions(self, now: float) -> list[dict[str, Any]]:
