@@ -21,8 +21,6 @@ from airflow_imagebuilder.testing.clock import timestamp
 
 #: The workflow type a lifecycle phase runs; other phases run no workflow.
 PHASE_WORKFLOW: dict[str, str] = {"BUILDING": "BUILD", "TESTING": "TEST", "DISTRIBUTING": "DISTRIBUTION"}
-#: Statuses of a workflow execution that has ended.
-FINAL_WORKFLOW_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "ROLLBACK_COMPLETED"})
 #: Version of every managed workflow the emulator runs (``workflow/<type>/<name>/<version>``).
 MANAGED_WORKFLOW_VERSION = "1.0.0/1"
 
