@@ -423,6 +423,10 @@ def step_credentials(
         log = engine.home / f"logs/dag_id={DAG_ID}/run_id={run_id}/task_id=build/map_index={index}/attempt={tries}.log"
         assert PERMISSION_HINT in log.read_text(errors="replace"), f"task {index}'s log does not name the connection"
 
+    # Clear the run once Airflow has failed it, as a user does from the UI.  Cleared while the scheduler still had it
+    # running (every task failed, the run's state not yet updated), Airflow leaves the run's state to the scheduler,
+    # which may then fail the run from task states it read before the clear: the cleared tasks are never scheduled.
+    engine.wait_until(lambda: engine.runs(DAG_ID).get(run_id) == "failed", f"run {run_id} to fail", timeout=60)
     started = time.monotonic()
     images_before = chaos.images(run_id)
     control.allow_access_key(ACCESS_KEY)
