@@ -1,6 +1,9 @@
 # Two commands do everything on a fresh machine with Python 3.10+:
 #   make demo   - the chain example DAG end to end against the local emulator (no AWS account)
-#   make test   - lint, type check and the whole test suite (and the unit suite on the oldest supported Airflow)
+#   make test   - lint, type check and every test not marked slow: minutes, the one to run before sending a change
+# and what CI runs:
+#   make test-all - make test, then the slow tests (real scheduler + triggerer, chaos, soak), the unit suite on the
+#                   oldest supported Airflow, and the release check (make dist)
 # Every virtualenv is installed from a lock in locks/, so the same commit installs the same versions on any day:
 #   make lock         - resolve the newest versions pyproject.toml allows and rewrite both locks
 #   make test-latest  - the same resolution without touching the locks: shows the drift, runs the unit suite on it
@@ -45,7 +48,7 @@ define install
 		$$($(UV) pip freeze --python $(1)/bin/python | grep -E '^(apache-airflow(-providers-[a-z-]+)?|boto3|celery)==')
 endef
 
-.PHONY: venv test test-oldest test-latest lock lock-check lint demo bench clean
+.PHONY: venv test test-all test-oldest test-latest lock lock-check lint dist demo bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_DIR)
@@ -63,8 +66,11 @@ lint: venv lock-check
 	$(BIN)/mypy airflow_imagebuilder
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(MAKE) test-oldest
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(MAKE) test-oldest dist
 
 $(OLDEST_STAMP): pyproject.toml $(OLDEST_LOCK) | $(UV)
 	$(call install,$(OLDEST_VENV),$(OLDEST_LOCK))
@@ -93,6 +99,12 @@ test-latest: | $(UV)
 	$(call install,$(LATEST_VENV),$(UV_DIR)/latest.txt)
 	$(LATEST_VENV)/bin/python -m pytest -m "not slow"
 
+# The sdist and wheel PyPI would get, built from the locked setuptools and checked as PyPI checks them.
+dist: venv
+	rm -rf dist
+	$(UV) build --quiet --python $(BIN)/python --no-build-isolation --out-dir dist
+	$(BIN)/twine check --strict dist/*
+
 demo: venv
 	$(BIN)/python scripts/demo.py
 
@@ -100,4 +112,4 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(LATEST_VENV) $(UV_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf dist $(VENV) $(OLDEST_VENV) $(LATEST_VENV) $(UV_DIR) .pytest_cache .mypy_cache .ruff_cache

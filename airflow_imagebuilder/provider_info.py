@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
+
+from airflow_imagebuilder import __version__
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -12,7 +13,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "EC2 Image Builder",
         "description": "Build AMIs and container images with AWS EC2 Image Builder's CreateImage, "
         "idempotently and deferrably.",
-        "versions": [version("airflow-imagebuilder")],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": "Amazon EC2 Image Builder",
