@@ -16,9 +16,10 @@ UV_VERSION := 0.13.9
 UV_DIR := .venv-uv
 UV := $(UV_DIR)/bin/uv
 
-# The newest Airflow pyproject.toml allows, with both extras (CeleryExecutor + PostgreSQL for the real-engine test).
+# The newest Airflow pyproject.toml allows, with the test, celery (CeleryExecutor + PostgreSQL for the real-engine
+# test) and docs extras.
 LOCK := locks/airflow-newest.txt
-LOCK_EXTRAS := --extra test --extra celery
+LOCK_EXTRAS := --extra test --extra celery --extra docs
 # The oldest supported Airflow gets the unit suite (everything but the tests marked slow), with what its release
 # needs held back: newer fastapi/cadwyn break 3.0's in-process execution API for every task, and 3.0 reads
 # connections from the environment through a MultiFernet attribute cryptography 46 removed.
@@ -48,7 +49,7 @@ define install
 		$$($(UV) pip freeze --python $(1)/bin/python | grep -E '^(apache-airflow(-providers-[a-z-]+)?|boto3|celery)==')
 endef
 
-.PHONY: venv test test-all test-oldest test-latest lock lock-check lint dist demo bench clean
+.PHONY: venv test test-all test-oldest test-latest lock lock-check lint docs dist demo bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_DIR)
@@ -70,7 +71,7 @@ test: lint
 
 test-all: test
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
-	$(MAKE) test-oldest dist
+	$(MAKE) test-oldest docs dist
 
 $(OLDEST_STAMP): pyproject.toml $(OLDEST_LOCK) | $(UV)
 	$(call install,$(OLDEST_VENV),$(OLDEST_LOCK))
@@ -98,6 +99,10 @@ test-latest: | $(UV)
 	diff $(LOCK) $(UV_DIR)/latest.txt && echo "No drift: the newest allowed versions are the locked ones." || true
 	$(call install,$(LATEST_VENV),$(UV_DIR)/latest.txt)
 	$(LATEST_VENV)/bin/python -m pytest -m "not slow"
+
+# The documentation site (MkDocs), warnings as errors; tests/test_readme.py builds it too.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The sdist and wheel PyPI would get, built from the locked setuptools and checked as PyPI checks them.
 dist: venv

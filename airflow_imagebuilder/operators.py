@@ -122,10 +122,10 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
         then learns the outcome from it instead of polling (templated; see
         :class:`~airflow_imagebuilder.triggers.ImageBuilderImageTrigger`).  Default None: polling.
     :param safety_poll_interval: seconds between the safety GetImage calls of an event-driven wait (600).
-    :param aws_conn_id: the Airflow connection used for AWS credentials.
-    :param region_name: AWS region; defaults to the connection's.
-    :param verify: whether or not to verify SSL certificates.
-    :param botocore_config: configuration dictionary for the botocore client.
+    :param str aws_conn_id: the Airflow connection used for AWS credentials.
+    :param str region_name: AWS region; defaults to the connection's.
+    :param bool verify: whether or not to verify SSL certificates.
+    :param dict botocore_config: configuration dictionary for the botocore client.
     """
 
     aws_hook_class = ImageBuilderHook

@@ -48,10 +48,10 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poke_interval: seconds between two status reads (default 60).
     :param api_retry: fields of :class:`~airflow_imagebuilder._decisions.retry.RetryPolicy` for throttled/5xx API calls.
-    :param aws_conn_id: the Airflow connection used for AWS credentials.
-    :param region_name: AWS region; defaults to the connection's.
-    :param verify: whether or not to verify SSL certificates.
-    :param botocore_config: configuration dictionary for the botocore client.
+    :param str aws_conn_id: the Airflow connection used for AWS credentials.
+    :param str region_name: AWS region; defaults to the connection's.
+    :param bool verify: whether or not to verify SSL certificates.
+    :param dict botocore_config: configuration dictionary for the botocore client.
     """
 
     aws_hook_class = ImageBuilderHook

@@ -18,7 +18,7 @@ event, which the service's format gives in whole seconds (so that figure reads 0
 Whether moto keeps up: the emulator's event journal (sent / failed, peak events per second), the queue's backlog
 sampled every second while the waits run, the CPU seconds moto and the emulator used, and the shared consumer's
 counts (messages received, routed to a wait, released for other triggerers, deleted).  ``make bench`` runs 300
-waits: moto falls behind at 1,000 (see the README's Benchmarks section), and a run that falls behind is stopped.
+waits: moto falls behind at 1,000 (see docs/benchmarks.md), and a run that falls behind is stopped.
 
     python benchmarks/event_waits.py --n 300 --delay 30 --shortest 20 --longest 90
 """
@@ -99,7 +99,7 @@ def measure(n: int, delay: float, shortest: float = SHORTEST, longest: float = L
             polling = triggerer.run_waits("ours", emulator.endpoint_url, available, delay, env, work, timeout=timeout)
 
         sqs = local_client("sqs", moto.endpoint_url)
-        # The rule the README recommends for waits: the ends of builds only.
+        # The rule docs/guides/event-driven.md recommends for waits: the ends of builds only.
         events = local_client("events", moto.endpoint_url)
         queue_url = wire_events_to_queue(events, sqs, "bench-event-waits", statuses=END_STATUSES)
         with emulator_process(log_dir=work, events_endpoint_url=moto.endpoint_url) as emulator:

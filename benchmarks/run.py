@@ -5,7 +5,7 @@ Ratios only; nothing here asserts a timing.  Goals: triggerer CPU and RSS ratios
 (medians of rounds; the ratio against EmptyOperator is informational), creates per build = 1, pipeline executions
 per run = 1, excess gets <= 2, emulator >= 500 GetImage/s; event-driven waits against polling at the same delay:
 GetImage per build <= 2.1, detection latency p99 <= 2 s, CPU ratio <= 1.0.  Those run 300 waits by default, not
-1,000: moto server, which stands in for EventBridge and SQS, falls behind at 1,000 builds (see README); set
+1,000: moto server, which stands in for EventBridge and SQS, falls behind at 1,000 builds (see docs/benchmarks.md); set
 BENCH_EVENT_WAITS to try more.
 """
 

@@ -7,10 +7,10 @@ execution for a night: the client token is derived from the task instance, so th
 night's image; a night whose execution FAILED builds anew on retry.
 
 The wait is event-driven when the Airflow Variable ``imagebuilder_events_queue_url`` names an SQS queue that an
-EventBridge rule fills with Image Builder's state change events (see the README's "Event-driven waits and DAG
-runs"): the triggerer learns that the image is AVAILABLE from the queue within a second and confirms it with one
-GetImage, instead of polling every ``waiter_delay`` seconds.  Without the Variable (or with it empty) the wait
-polls.  ``make demo`` and docker-compose set it to a queue in moto.
+EventBridge rule fills with Image Builder's state change events (see docs/guides/event-driven.md): the triggerer
+learns that the image is AVAILABLE from the queue within a second and confirms it with one GetImage, instead of
+polling every ``waiter_delay`` seconds.  Without the Variable (or with it empty) the wait polls.  ``make demo`` and
+docker-compose set it to a queue in moto.
 
 Runs unchanged against the local emulator (seeded with ``seed_example_resources``) and against real AWS: set the
 Airflow Variables ``imagebuilder_image_pipeline_arn``, ``nightly_ami_ssm_parameter`` and, for event-driven waits,

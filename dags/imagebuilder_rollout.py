@@ -33,7 +33,7 @@ with DAG(
     read_new_ami()
 
 # The same rollout, started by Image Builder's own events: the nightly pipeline's image becoming AVAILABLE, read
-# from an SQS queue that an EventBridge rule fills (see the README's "Event-driven waits and DAG runs"). Defined
+# from an SQS queue that an EventBridge rule fills (see docs/guides/event-driven.md). Defined
 # when IMAGEBUILDER_EVENTS_QUEUE_URL names that queue.
 if EVENTS_QUEUE_URL := os.environ.get("IMAGEBUILDER_EVENTS_QUEUE_URL"):
     NIGHTLY_IMAGE = Asset(

@@ -4,7 +4,7 @@ Each step runs the chaos DAG (``tests/dags/chaos_builds.py``: 50 mapped deferrab
 20-60 s in the emulator) once and injects one failure while it runs; then it checks, from the emulator's journal
 and Airflow's database, that every task instance ended as the step requires, that each has exactly one image,
 that no build was cancelled (no user cancelled any) and that nothing is left deferred or running.  It prints one
-``CHAOS {...}`` line per step; the README's "Reliability, measured" table quotes them.
+``CHAOS {...}`` line per step; docs/reliability.md quotes them.
 
 Durations are scaled down by :data:`TIME_SCALE` where the provider's own bounds are what a step exercises: the
 outage lasts 180 s / TIME_SCALE and the DAG's API retry policy is the provider's default with every duration
@@ -180,8 +180,8 @@ def kill_workers_in_create_image(engine: AirflowEngine, port: int) -> int:
 
     CeleryExecutor: the whole Celery worker with its tasks, as an evicted pod (the caller restarts it).
     LocalExecutor: each such task process, as the OOM killer would; its executor worker survives and reports
-    the try failed.  Killing every executor worker at once instead deadlocks the scheduler (see the README's
-    "Reliability, measured").
+    the try failed.  Killing every executor worker at once instead deadlocks the scheduler (see
+    docs/reliability.md).
     """
     if "celery-worker" in engine.processes:
         busy = len(_processes_calling(_worker_root(engine), port))
@@ -415,8 +415,8 @@ def step_credentials(
     # retried) ...
     denied_gets = [entry["image_arn"] for entry in denied if entry["operation"] == "GetImage"]
     assert sorted(denied_gets) == sorted(set(denied_gets)) and len(denied_gets) == TASKS, denied
-    # ... except where Airflow itself re-queued a resumed task and failed its try (README: "Reliability,
-    # measured"): that task's retry re-sent CreateImage, denied too.
+    # ... except where Airflow itself re-queued a resumed task and failed its try (docs/reliability.md):
+    # that task's retry re-sent CreateImage, denied too.
     assert {index for index, (_, tries) in instances.items() if tries > 1} == set(raced), instances
     assert [entry["operation"] for entry in denied if entry["operation"] != "GetImage"] == ["CreateImage"] * len(raced)
     for index, (_, tries) in instances.items():
@@ -475,7 +475,7 @@ def test_chaos(tmp_path: Path, kind: str):
         "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": ["airflow_imagebuilder.operators"]}),
         # A Celery message taken by a worker that dies with the database is lost, its task left queued: a restarted
         # scheduler adopts the task after orphaned_tasks_check_interval (300 s by default) and requeues it after
-        # task_queued_timeout (600 s by default); README: "Reliability, measured".
+        # task_queued_timeout (600 s by default); docs/reliability.md: "Reliability, measured".
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",

@@ -1,13 +1,16 @@
-"""Every Python block and shell command of README.md runs, extracted from README.md itself.
+"""Every Python block and shell command of README.md and of the docs runs, extracted from the documents themselves;
+every JSON and YAML block parses.
 
 Python blocks whose first line is a path comment (``# tests/test_my_build.py``) are written to that path in a
 scratch directory; every other Python block runs as a script there.  Shell commands (fenced ``shell`` blocks,
 indented blocks that start with a command, inline code that is a command) run with bash in the same directory,
-after the files are written, so the README's own install-and-run instructions are what runs.
+after the files are written, so the README's own install-and-run instructions are what runs.  Each document runs in
+a scratch directory of its own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -16,8 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=\S*\s+)*(?:pip|make|python|aws|docker|airflow|export)\b|^[A-Z][A-Z0-9_]*=")
 INLINE_COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=(?:\"[^\"]*\"|\S*)\s+)*(?:pip|make|python|aws|docker|airflow)\s")
 PATH_COMMENT = re.compile(r"^# (?P<path>[\w./-]+\.py)\n")
@@ -32,6 +38,7 @@ NOT_RUN = {
     "make test-oldest": "builds a second virtualenv with the oldest supported Airflow",
     "make lock": "rewrites locks/ from the package registry; make lint checks that the locks match pyproject.toml",
     "make lint": "the first step of make test",
+    "make docs": "builds into the checkout's build/site; test_the_docs_site_builds builds the same site",
     "make dist": "builds into the checkout's dist/; tests/test_packaging.py builds, checks and installs the release",
     "make bench": "benchmarks take minutes and print ratios, they assert nothing",
     "docker compose up": "needs docker; tests/test_docker_compose.py checks the compose file",
@@ -40,9 +47,10 @@ NOT_RUN = {
 }
 
 
-def blocks() -> list[tuple[str, str]]:
-    """(kind, text) of every code block and inline command, in README order: kind is python, shell or file."""
-    text = README.read_text()
+def blocks(document: Path = README) -> list[tuple[str, str]]:
+    """(kind, text) of every code block and inline command, in document order: kind is python, shell, file, json or
+    yaml."""
+    text = document.read_text()
     found: list[tuple[int, str, str]] = []
     fenced = list(re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S))
     for match in fenced:
@@ -51,6 +59,8 @@ def blocks() -> list[tuple[str, str]]:
             found.append((match.start(), "file" if PATH_COMMENT.match(body) else "python", body))
         elif language in ("shell", "bash", "console", "sh"):
             found.append((match.start(), "shell", body))
+        elif language in ("json", "yaml"):
+            found.append((match.start(), language, body))
     outside = text
     for match in fenced:
         outside = outside[: match.start()] + " " * (match.end() - match.start()) + outside[match.end() :]
@@ -84,18 +94,29 @@ def test_the_readme_has_the_examples_this_test_expects():
     assert kinds.count("file") == 2 and kinds.count("python") >= 2 and kinds.count("shell") >= 5
     commands = "\n".join(body for kind, body in blocks() if kind == "shell")
     assert 'pip install ".[testing]"' in commands and "python -m pytest -q tests/test_my_build.py" in commands
+    everywhere = "\n".join(body for document in DOCUMENTS for kind, body in blocks(document) if kind == "shell")
     for command in NOT_RUN:
-        assert command in commands, f"NOT_RUN lists {command!r}, which README.md no longer has"
+        assert command in everywhere, f"NOT_RUN lists {command!r}, which no document has any more"
 
 
-def test_every_python_block_and_shell_command_runs(tmp_path):
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_json_and_yaml_block_parses(document):
+    for kind, body in blocks(document):
+        if kind == "json":
+            json.loads(body)
+        elif kind == "yaml":
+            yaml.safe_load(body)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_python_block_and_shell_command_runs(tmp_path, document):
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PORT": str(free_port()),
         "PYTHONPATH": str(tmp_path),
     }
-    found = blocks()
+    found = [(kind, body) for kind, body in blocks(document) if kind in ("file", "python", "shell")]
     for kind, body in found:
         if kind == "file":
             path = tmp_path / PATH_COMMENT.match(body)["path"]
@@ -113,12 +134,29 @@ def test_every_python_block_and_shell_command_runs(tmp_path):
             command = ["bash", "-e", "-o", "pipefail", "-c", runnable(body)]
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, (
-            f"README block failed:\n{body}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+            f"{document.name} block failed:\n{body}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         )
         ran.append(body)
-    assert any("tests/test_my_build.py" in body for body in ran)
+    if document == README:
+        assert any("tests/test_my_build.py" in body for body in ran)
 
 
 @pytest.mark.parametrize("command", sorted(NOT_RUN))
 def test_every_command_not_run_has_a_reason(command):
     assert NOT_RUN[command]
+
+
+@pytest.mark.slow  # mkdocs is in the docs extra, which the oldest-Airflow virtualenv does not install
+def test_the_docs_site_builds(tmp_path):
+    """``make docs``: the guides and the API reference from the public classes' docstrings, warnings as errors."""
+    mkdocs = str(Path(sys.executable).with_name("mkdocs"))
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    built = subprocess.run(
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "site/reference/operators/index.html").read_text().count("ImageBuilderCreateImageOperator") > 1
