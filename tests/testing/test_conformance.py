@@ -47,7 +47,7 @@ def scenario(emulator, client, name):
         "create_image_recipe",
         name=name,
         semanticVersion="1.0.0",
-        parentImage="ami-0a",
+        parentImage="ami-0123456789abcdef0",
         components=[{"componentArn": COMPONENT}],
     )
     container = call(
@@ -208,7 +208,10 @@ def test_generated_names_keep_their_case_and_arns_are_lower_case():
         client = local_client("imagebuilder", emulator.endpoint_url)
         name = NAMES["mixed case with spaces"]
         arn = client.create_image_recipe(
-            name=name, semanticVersion="1.0.0", parentImage="ami-0a", components=[{"componentArn": COMPONENT}]
+            name=name,
+            semanticVersion="1.0.0",
+            parentImage="ami-0123456789abcdef0",
+            components=[{"componentArn": COMPONENT}],
         )["imageRecipeArn"]
         assert arn.endswith(":image-recipe/golden-base-image/1.0.0")
         assert client.get_image_recipe(imageRecipeArn=arn)["imageRecipe"]["name"] == name
