@@ -142,6 +142,14 @@ def scenario(emulator, client, name):
     call("get_image", imageBuildVersionArn=version_arn)
     listed = call("list_image_build_versions", imageVersionArn=version_arn, maxResults=2)
     call("list_image_build_versions", imageVersionArn=version_arn, nextToken=listed["nextToken"])
+    call("list_image_build_versions")  # every image's builds
+    call(  # a wildcard version: the service picks the next one
+        "create_image_recipe",
+        name=name,
+        semanticVersion="1.x.x",
+        parentImage="ami-0123456789abcdef0",
+        components=[{"componentArn": COMPONENT}],
+    )
     call("list_image_pipelines")
     call(
         "update_image_pipeline",
