@@ -61,6 +61,14 @@ def parse_share(text: str) -> float:
     return value
 
 
+def parse_credentials(text: str) -> tuple[str, str]:
+    """``ACCESS_KEY_ID:SECRET_ACCESS_KEY``."""
+    key, _, secret = text.partition(":")
+    if not key or not secret:
+        raise argparse.ArgumentTypeError(f"--credentials {text!r}: expected ACCESS_KEY_ID:SECRET_ACCESS_KEY")
+    return key, secret
+
+
 def command_line(emulator_class: type[ImageBuilderEmulator] = ImageBuilderEmulator) -> argparse.ArgumentParser:
     """The options: where to serve, the emulator's settings, then the options of its controls."""
     parser = argparse.ArgumentParser(
@@ -109,6 +117,14 @@ def command_line(emulator_class: type[ImageBuilderEmulator] = ImageBuilderEmulat
         default=1.0,
         help="share of the events not dropped that --event-delay holds back (default: all)",
     )
+    parser.add_argument(
+        "--credentials",
+        type=parse_credentials,
+        action="append",
+        metavar="ACCESS_KEY_ID:SECRET",
+        help="verify every request's SigV4 signature against these credentials (repeatable); by default any "
+        "well-formed signature is accepted",
+    )
     for entry in controls_of(emulator_class):
         for option in entry.options:
             if option.parse is None:
@@ -144,6 +160,7 @@ def configured_emulator(
         event_drop_share=args.event_drop_share,
         event_delay=args.event_delay,
         event_delay_share=args.event_delay_share,
+        credentials=dict(args.credentials) if args.credentials else None,
     )
     try:
         for entry in controls_of(emulator_class):

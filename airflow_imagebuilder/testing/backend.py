@@ -17,6 +17,7 @@ import binascii
 import datetime as dt
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -27,6 +28,7 @@ from airflow_imagebuilder.testing.clock import ManualClock, RealClock, Seconds, 
 from airflow_imagebuilder.testing.errors import NotImplementedByEmulator, ServiceError, invalid_parameter, not_found
 from airflow_imagebuilder.testing.findings import planned_findings
 from airflow_imagebuilder.testing.resources import (
+    AMI_NAME_TAG,
     ARN,
     DEFAULT_COMPONENT,
     DEFAULT_INSTANCE_PROFILE,
@@ -41,11 +43,14 @@ from airflow_imagebuilder.testing.resources import (
     Recipe,
     Resource,
     arn_name,
+    arn_versions,
     members,
     version_key,
     version_matches,
+    version_problem,
+    version_references,
 )
-from airflow_imagebuilder.testing.shapes import check_shape, operation_shapes
+from airflow_imagebuilder.testing.shapes import aws_regions, check_shape, operation_shapes
 from airflow_imagebuilder.testing.workflows import (
     MANAGED_WORKFLOWS,
     PHASE_WORKFLOW,
@@ -65,6 +70,12 @@ DISTRIBUTION_OUTPUTS = (
     "fastLaunchConfigurations",
     "ssmParameterConfigurations",
     "licenseConfigurationArns",
+)
+#: What an image recipe's ``parentImage`` may be (the model's ``CreateImageRecipeRequest.parentImage``): an AMI ID,
+#: an Image Builder image ARN, an SSM parameter prefixed by ``ssm:``, or an AWS Marketplace product ID.
+PARENT_IMAGE = re.compile(
+    r"^(?:ami-[0-9a-f]{8}(?:[0-9a-f]{9})?|arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):image/\S+"
+    r"|ssm:\S+|prod-[a-z0-9]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\Z"
 )
 RESOURCE_LABELS = {
     "image-recipe": "ImageRecipe",
@@ -339,6 +350,10 @@ class ImageBuilderBackend:
         if violations:
             parameter, _, detail = violations[0].partition(": ")
             raise invalid_parameter(parameter.lstrip("."), detail)
+        for parameter, version in arn_versions(params):
+            problem = version_problem(version)
+            if problem is not None:
+                raise invalid_parameter(parameter, problem)
         with self.lock:
             if params.get("dryRun"):
                 raise ServiceError("DryRunOperationException", f"The {operation} dry run would have succeeded.")
@@ -401,14 +416,59 @@ class ImageBuilderBackend:
         return self._idempotent(f"Create{label}", region, params, create)
 
     def _create_recipe(self, region: str, params: dict[str, Any], kind: str) -> dict[str, Any]:
-        version = params["semanticVersion"]
-        if "x" in version:
-            raise ServiceError(
-                "InvalidVersionNumberException",
-                f"The semantic version '{version}' is not valid: a recipe version is <major>.<minor>.<patch> in "
-                "digits, without wildcards.",
+        problem = version_problem(params["semanticVersion"])
+        if problem is not None:
+            raise ServiceError("InvalidVersionNumberException", f"The semantic version is not valid: {problem}.")
+        self._check_recipe(params, kind)
+        version = self._next_version(self._arn(region, f"{kind}-recipe", params["name"]), params["semanticVersion"])
+        created = self._create(region, params, f"{kind}-recipe", partial(Recipe, kind=kind, version=version), version)
+        return created | {"latestVersionReferences": version_references(created[f"{kind}RecipeArn"])}
+
+    def _next_version(self, versionless_arn: str, wanted: str) -> str:
+        """The version a recipe is created with: ``wanted``, or for a wildcard version (``1.0.x``) the next one.
+
+        The user guide's "Create a new version of an image recipe": with a wildcard version such as 1.0.x, "Image
+        Builder automatically increments the version (for example, 1.0.1, 1.0.2, 1.0.3...)".  Here the first
+        wildcard node goes one past the highest existing matching version (the nodes right of it to 0); with none,
+        every wildcard node is 0.
+        """
+        if "x" not in wanted:
+            return wanted
+        nodes = wanted.split(".")
+        first = nodes.index("x")
+        existing = [
+            resource.version
+            for arn, resource in self.resources.items()
+            if isinstance(resource, Recipe)
+            and arn.rsplit("/", 1)[0] == versionless_arn
+            and version_matches(wanted, resource.version)
+        ]
+        if not existing:
+            return ".".join("0" if node == "x" else node for node in nodes)
+        highest = max(existing, key=version_key).split(".")
+        return ".".join(highest[:first] + [str(int(highest[first]) + 1)] + ["0"] * (2 - first))
+
+    def _check_recipe(self, params: dict[str, Any], kind: str) -> None:
+        """A recipe's components (each once; in strict mode, existing) and an image recipe's ``parentImage``."""
+        seen: set[str] = set()
+        for index, component in enumerate(params.get("components", [])):
+            arn = component["componentArn"]
+            versionless = "/".join(arn.split("/")[:2])
+            if versionless in seen:  # the model's CreateImageRecipeRequest.components
+                raise invalid_parameter(
+                    f"components[{index}].componentArn",
+                    f"{versionless} is listed more than once: you can specify each component only one time in a "
+                    "recipe.",
+                )
+            seen.add(versionless)
+            if self.strict and arn.split(":")[4] == self.account_id:  # the emulator has no component of its own
+                raise not_found(arn)
+        if kind == "image" and not PARENT_IMAGE.match(params["parentImage"]):
+            raise invalid_parameter(
+                "parentImage",
+                f"{params['parentImage']!r} is not an AMI ID, an Image Builder image ARN, an SSM parameter "
+                "(ssm:<name or ARN>) or an AWS Marketplace product ID.",
             )
-        return self._create(region, params, f"{kind}-recipe", partial(Recipe, kind=kind, version=version), version)
 
     def create_infrastructure_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._create(region, params, "infrastructure-configuration", InfrastructureConfiguration)
@@ -424,6 +484,17 @@ class ImageBuilderBackend:
                     f"distributions[{index}]",
                     "One or more outputs should be provided for each region in a distribution configuration.",
                 )
+            if distribution["region"] not in aws_regions():
+                raise invalid_parameter(
+                    f"distributions[{index}].region", f"{distribution['region']!r} is not an AWS Region."
+                )
+            name = distribution.get("amiDistributionConfiguration", {}).get("name")
+            if name is not None and not any(match["tag"] == "buildDate" for match in AMI_NAME_TAG.finditer(name)):
+                raise invalid_parameter(  # the model's AmiDistributionConfiguration.name
+                    f"distributions[{index}].amiDistributionConfiguration.name",
+                    f"{name!r} must include the {{{{ imagebuilder:buildDate }}}} dynamic tag, so that each build "
+                    "produces a uniquely named AMI.",
+                )
             if distribution["region"] in seen:
                 raise invalid_parameter(
                     f"distributions[{index}].region", f"Region {distribution['region']} is listed more than once."
@@ -438,6 +509,8 @@ class ImageBuilderBackend:
             resource, (Recipe, InfrastructureConfiguration, DistributionConfiguration)
         ):
             raise not_found(params[f"{key}Arn"])
+        if isinstance(resource, Recipe):
+            return {key: resource.describe(), "latestVersionReferences": version_references(resource.arn)}
         return {key: resource.describe()}
 
     def _in_region(self, region: str, kind: type[Resource]) -> list[Any]:
@@ -469,8 +542,7 @@ class ImageBuilderBackend:
         if dependents:
             raise ServiceError(
                 "ResourceDependencyException",
-                f"Resource dependency error: The resource '{arn}' has the following dependent resources: "
-                f"{', '.join(dependents)}.",
+                f"Resource dependency error: The resource ARN '{arn}' has other resources depended on it.",
             )
         del self.resources[arn]
         return {arn_member: arn}
@@ -648,9 +720,8 @@ class ImageBuilderBackend:
         def create() -> dict[str, Any]:
             recipe, infrastructure, distribution = self._references(region, params)
             request = {k: v for k, v in params.items() if k != "clientToken"}
-            return {
-                "imageBuildVersionArn": self._start_build(region, request, recipe, infrastructure, distribution).arn
-            }
+            arn = self._start_build(region, request, recipe, infrastructure, distribution).arn
+            return {"imageBuildVersionArn": arn, "latestVersionReferences": version_references(arn)}
 
         return self._idempotent("CreateImage", region, params, create)
 
@@ -677,7 +748,8 @@ class ImageBuilderBackend:
         return max(candidates, key=lambda build: (version_key(build.version), build.number))
 
     def get_image(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"image": self._find_build(region, params["imageBuildVersionArn"]).describe(self.clock.now())}
+        build = self._find_build(region, params["imageBuildVersionArn"])
+        return {"image": build.describe(self.clock.now()), "latestVersionReferences": version_references(build.arn)}
 
     def cancel_image_creation(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         arn = params["imageBuildVersionArn"]
@@ -695,12 +767,12 @@ class ImageBuilderBackend:
         return self._idempotent("CancelImageCreation", region, params, cancel)
 
     def list_image_build_versions(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        version_arn = params.get("imageVersionArn")
-        if version_arn is None:
-            raise ServiceError("InvalidRequestException", "imageVersionArn is required")
+        version_arn = params.get("imageVersionArn")  # without it: every image's builds (the model's request)
         now = self.clock.now()
         builds = [
-            build for build in self.builds.values() if build.region == region and build.version_arn == version_arn
+            build
+            for build in self.builds.values()
+            if build.region == region and version_arn in (None, build.version_arn)
         ]
         return self._page(params, "imageSummaryList", [build.summary(now) for build in builds])
 
@@ -738,6 +810,15 @@ class ImageBuilderBackend:
 
         def update() -> dict[str, Any]:
             request = {k: v for k, v in params.items() if k not in ("clientToken", "imagePipelineArn", "dryRun")}
+            current = "imageRecipeArn" if "imageRecipeArn" in pipeline.request else "containerRecipeArn"
+            other = "containerRecipeArn" if current == "imageRecipeArn" else "imageRecipeArn"
+            if other in request and current not in request:  # the model's UpdateImagePipeline documentation
+                raise ServiceError(
+                    "InvalidRequestException",
+                    f"The pipeline {pipeline.arn} builds from a {current[: -len('RecipeArn')]} recipe, so {other} is "
+                    "not valid: the recipe must be the same type, image or container, as the pipeline's current "
+                    "recipe.",
+                )
             if "imageRecipeArn" not in request and "containerRecipeArn" not in request:
                 request |= members(pipeline.request, ("imageRecipeArn", "containerRecipeArn"))
             recipe, _, _ = self._references(region, request)

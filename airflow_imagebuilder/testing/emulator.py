@@ -63,6 +63,9 @@ class ImageBuilderEmulator:
     :param event_drop_share: share of those events never sent (best effort is the service's promise).
     :param event_delay: real seconds a delayed event is held back: a number or a ``[low, high]`` range.
     :param event_delay_share: share of the events not dropped that are delayed (all of them by default).
+    :param credentials: access key id -> secret access key.  When given, every request's SigV4 signature is verified
+        against them as the service does: an unknown key, a wrong secret or a body changed after signing, and a date
+        more than 15 minutes away are refused with HTTP 403.  By default any well-formed signature is accepted.
     """
 
     def __init__(
@@ -81,7 +84,9 @@ class ImageBuilderEmulator:
         event_drop_share: float = 0.0,
         event_delay: Seconds = 0.0,
         event_delay_share: float = 1.0,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
+        self.credentials = dict(credentials) if credentials is not None else None
         self.backend = ImageBuilderBackend(
             clock=clock,
             phase_seconds=phase_seconds,
@@ -113,7 +118,7 @@ class ImageBuilderEmulator:
 
     def start(self) -> ImageBuilderEmulator:
         """Bind and serve in a background thread."""
-        self._server = EmulatorHTTPServer(self._address, self.service, http_actions(self))
+        self._server = EmulatorHTTPServer(self._address, self.service, http_actions(self), self.credentials)
         self._server.serve_in_thread()
         if self.events is not None:
             self.events.start()

@@ -24,6 +24,7 @@ ERROR_STATUS: dict[str, int] = {
     "InvalidParameterException": 400,
     "InvalidParameterValueException": 400,
     "InvalidRequestException": 400,
+    "InvalidSignatureException": 403,
     "InvalidVersionNumberException": 400,
     "MissingAuthenticationTokenException": 403,
     "ResourceAlreadyExistsException": 400,
@@ -34,11 +35,14 @@ ERROR_STATUS: dict[str, int] = {
     "ServiceQuotaExceededException": 402,
     "ServiceUnavailableException": 503,
     "TooManyRequestsException": 429,
+    "UnrecognizedClientException": 403,
 }
 #: The errors of the service's own model (what a fault may inject without naming a status).
 MODELED_ERRORS: frozenset[str] = frozenset(ERROR_STATUS) - {
     "IncompleteSignatureException",
+    "InvalidSignatureException",
     "MissingAuthenticationTokenException",
+    "UnrecognizedClientException",
 }
 EMULATOR_BUG_CODE = "EmulatorBug"
 NOT_IMPLEMENTED_CODE = "NotImplementedByEmulator"

@@ -53,6 +53,74 @@ DEFAULT_INSTANCE_PROFILE = "EC2InstanceProfileForImageBuilder"
 SCANNING_REPOSITORY = "image-builder-image-scanning-repository"
 
 
+#: A semantic version whose ``x`` wildcards stand only in the rightmost nodes.  The user guide's "Semantic
+#: versioning": "all nodes to the right of the first wildcard must also be wildcards" (``1.x.8`` and ``x.2.x`` are
+#: not valid, and produce an error).
+WILDCARD_VERSION = re.compile(r"^(?:x\.x\.x|[0-9]+\.x\.x|[0-9]+\.[0-9]+\.x|[0-9]+\.[0-9]+\.[0-9]+)\Z")
+#: The highest value of a version node, 2^30-1 (the same page: "Assignment").
+MAX_VERSION_NODE = 2**30 - 1
+#: The semantic version in an Image Builder ARN (``.../<name>/<x.y.z>`` or ``.../<name>/<x.y.z>/<build>``).
+ARN_VERSION = re.compile(r"^arn:[^/]+/[^/]+/(?P<version>[0-9x]+\.[0-9x]+\.[0-9x]+)(?:/[0-9]+)?\Z")
+#: The dynamic tags of an AMI name, with the date format of the service's default AMI name (the model's
+#: ``AmiDistributionConfiguration.name``: "my-image 2022-10-26T22-30-05.912619Z"; the user guide's "Tag Image
+#: Builder output resources" lists ``{{imagebuilder:buildDate}}`` and ``{{imagebuilder:buildVersion}}``).
+AMI_NAME_TAG = re.compile(r"\{\{\s*imagebuilder:(?P<tag>buildDate|buildVersion)\s*\}\}")
+AMI_DATE_FORMAT = "%Y-%m-%dT%H-%M-%S.%fZ"
+
+
+def version_problem(version: str) -> str | None:
+    """Why a semantic version (``1.2.3``, or with rightmost ``x`` wildcards) is not valid; None when it is."""
+    if not WILDCARD_VERSION.match(version):
+        return (
+            f"{version!r} is not <major>.<minor>.<patch>: an x wildcard may stand only in the rightmost nodes "
+            "(x.x.x, 1.x.x, 1.2.x), never left of a number (1.x.8, x.2.x)"
+        )
+    if any(node != "x" and int(node) > MAX_VERSION_NODE for node in version.split(".")):
+        return f"{version!r} has a node above {MAX_VERSION_NODE} (2^30-1), the highest a node can be"
+    return None
+
+
+def arn_versions(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """(parameter, semantic version) of each versioned ARN a request names: its own members and its components."""
+    named: list[tuple[str, Any]] = list(params.items())
+    components = params.get("components")
+    if isinstance(components, list):
+        named += [
+            (f"components[{index}].componentArn", component.get("componentArn"))
+            for index, component in enumerate(components)
+            if isinstance(component, dict)
+        ]
+    return [
+        (name, match["version"])
+        for name, value in named
+        if isinstance(value, str) and (match := ARN_VERSION.match(value)) is not None
+    ]
+
+
+def version_references(arn: str) -> dict[str, str]:
+    """``latestVersionReferences`` of a versioned resource: its ARN with x.x.x, <major>.x.x, <major>.<minor>.x and
+    its own version (the model's ``LatestVersionReferences``: the latest version overall, and within the same
+    major, minor and patch levels)."""
+    match = ARN_VERSION.match(arn)
+    assert match is not None, arn
+    prefix = arn[: match.start("version")]
+    major, minor, patch = match["version"].split(".")
+    return {
+        "latestVersionArn": f"{prefix}x.x.x",
+        "latestMajorVersionArn": f"{prefix}{major}.x.x",
+        "latestMinorVersionArn": f"{prefix}{major}.{minor}.x",
+        "latestPatchVersionArn": f"{prefix}{major}.{minor}.{patch}",
+    }
+
+
+def ami_name(template: str | None, image_name: str, build: int, created: dt.datetime) -> str:
+    """The output AMI's name: the distribution's name with its dynamic tags expanded, else the service's default."""
+    date = f"{created:{AMI_DATE_FORMAT}}"
+    if template is None:
+        return f"{image_name} {date}"
+    return AMI_NAME_TAG.sub(lambda match: date if match["tag"] == "buildDate" else str(build), template)
+
+
 def arn_name(name: str) -> str:
     """The name segment the service puts in an ARN: lower case, spaces as hyphens."""
     return name.strip().lower().replace(" ", "-")
@@ -482,11 +550,14 @@ class Build:
         amis = []
         for region in self.distribution_regions:
             digest = hashlib.sha256(f"{self.arn}|{region}".encode()).hexdigest()
+            template = None
+            if self.distribution is not None:
+                template = self.distribution.distribution(region).get("amiDistributionConfiguration", {}).get("name")
             amis.append(
                 {
                     "region": region,
                     "image": f"ami-{digest[:17]}",
-                    "name": f"{self.name} {self.created_wall:%Y-%m-%dT%H-%M-%SZ}",
+                    "name": ami_name(template, self.name, self.number, self.created_wall),
                     "state": {"status": "AVAILABLE"},
                     "accountId": self.account_id,
                 }

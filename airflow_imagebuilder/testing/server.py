@@ -1,34 +1,101 @@
 """The wire layer of the emulator: Image Builder's rest-json protocol over HTTP/1.1, plus a small control API.
 
 Routes (HTTP method and path per operation) come from botocore's service model.  Requests must carry a
-well-formed SigV4 ``Authorization`` header, as the service's front door requires (keys are not checked); the
-region of its credential scope is the caller's region.  Each response goes out in a single ``sendall`` on a socket
-with Nagle disabled, so keep-alive connections do not stall on delayed ACKs.  Everything the service decides lives
-behind :class:`~.service.EmulatedService`.
+well-formed SigV4 ``Authorization`` header whose credential scope names the ``imagebuilder`` service and an AWS
+region, as the service's front door requires; that region is the caller's region.  Given ``credentials`` (access
+key id -> secret key), the front door also checks the key, the request's date and the signature itself
+(:func:`signature_refusal`); without them any well-formed signature passes, as with moto.  Each response goes out
+in a single ``sendall`` on a socket with Nagle disabled, so keep-alive connections do not stall on delayed ACKs.
+Everything the service decides lives behind :class:`~.service.EmulatedService`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import json
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from airflow_imagebuilder.testing.controls import CONTROL_PREFIX
 from airflow_imagebuilder.testing.errors import NOT_IMPLEMENTED_CODE
 from airflow_imagebuilder.testing.service import EmulatedService, Outcome
-from airflow_imagebuilder.testing.shapes import service_model
+from airflow_imagebuilder.testing.shapes import aws_regions, service_model
 
 SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>[0-9]{8})/(?P<region>[a-z0-9-]+)/"
-    r"(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<headers>[a-z0-9;.-]+), ?Signature=[0-9a-f]{64}$"
+    r"(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<headers>[a-z0-9;.-]+), ?"
+    r"Signature=(?P<signature>[0-9a-f]{64})$"
 )
 _DEFAULT_REGION = "us-east-1"
+_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+#: How far a request's ``X-Amz-Date`` may be from the service's clock (SigV4's rule).
+MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access "
+    "Key and signing method. Consult the service documentation for details."
+)
+
+
+def signature_refusal(
+    signature: re.Match[str],
+    method: str,
+    path: str,
+    headers: Message,
+    body: bytes,
+    credentials: Mapping[str, str] | None,
+    now: dt.datetime,
+) -> tuple[str, str] | None:
+    """The front door's (error code, message) for a well-formed SigV4 request it turns away; None to let it in.
+
+    Always: the credential scope must name the ``imagebuilder`` service and an AWS region.  With ``credentials``:
+    the access key must be one of them, ``X-Amz-Date`` within :data:`MAX_CLOCK_SKEW` of ``now``, and the
+    signature the one botocore's own signer computes from the request as received (so a wrong secret key and a
+    body changed after signing both fail).
+    """
+    if signature["service"] != "imagebuilder":
+        return "InvalidSignatureException", "Credential should be scoped to correct service: 'imagebuilder'. "
+    if signature["region"] not in aws_regions():
+        return "InvalidSignatureException", "Credential should be scoped to a valid region. "
+    if credentials is None:
+        return None
+    secret = credentials.get(signature["key"])
+    if secret is None:
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    stamp = headers.get("X-Amz-Date", "")
+    try:
+        signed_at = dt.datetime.strptime(stamp, _AMZ_DATE).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return "IncompleteSignatureException", "Authorization header requires existence of a 'X-Amz-Date' header."
+    if signed_at < now - MAX_CLOCK_SKEW:
+        return "InvalidSignatureException", (
+            f"Signature expired: {stamp} is now earlier than {(now - MAX_CLOCK_SKEW):{_AMZ_DATE}} "
+            f"({now:{_AMZ_DATE}} - 15 min.)"
+        )
+    if signed_at > now + MAX_CLOCK_SKEW:
+        return "InvalidSignatureException", (
+            f"Signature not yet current: {stamp} is still later than {(now + MAX_CLOCK_SKEW):{_AMZ_DATE}} "
+            f"({now:{_AMZ_DATE}} + 15 min.)"
+        )
+    signed = {name: headers.get(name, "") for name in signature["headers"].split(";")}
+    request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{path}", data=body, headers=signed)
+    request.context["timestamp"] = stamp
+    signer = SigV4Auth(Credentials(signature["key"], secret), signature["service"], signature["region"])
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, signature["signature"]):
+        return "InvalidSignatureException", _MISMATCH
+    return None
 
 
 def model_routes() -> dict[tuple[str, str], str]:
@@ -84,19 +151,21 @@ class _Handler(BaseHTTPRequestHandler):
         signature = SIGV4.match(self.headers.get("Authorization", ""))
         region = signature["region"] if signature else _DEFAULT_REGION
         key = signature["key"] if signature else None
-        outcome: Outcome
+        refusal: tuple[str, str] | None
         if "Authorization" not in self.headers:
-            outcome = service.refuse(
-                operation, region, "MissingAuthenticationTokenException", "Missing Authentication Token"
-            )
-        elif signature is None or signature["service"] != "imagebuilder":
-            outcome = service.refuse(
-                operation,
-                region,
+            refusal = ("MissingAuthenticationTokenException", "Missing Authentication Token")
+        elif signature is None:
+            refusal = (
                 "IncompleteSignatureException",
                 "Authorization header requires a SigV4 'Credential' (<key>/<date>/<region>/imagebuilder/aws4_request), "
                 "'SignedHeaders' and 'Signature' parameters.",
             )
+        else:
+            now = dt.datetime.now(dt.timezone.utc)
+            refusal = signature_refusal(signature, method, self.path, self.headers, raw, self.server.credentials, now)
+        outcome: Outcome
+        if refusal is not None:
+            outcome = service.refuse(operation, region, *refusal, access_key_id=key)
         elif operation not in service.backend.operations:
             self._send(
                 501,
@@ -157,9 +226,12 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         service: EmulatedService,
         controls: Mapping[tuple[str, str], Callable[[dict[str, Any]], Any]],
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.service = service
+        #: Access key id -> secret key of the callers whose signatures are verified; None accepts any signature.
+        self.credentials = dict(credentials) if credentials is not None else None
         self.routes = model_routes()
         #: The control API (see ``controls.py``): (HTTP method, path) -> the control, called with the body.
         self.controls = {("GET", "health"): lambda body: {"ok": True}, **controls}

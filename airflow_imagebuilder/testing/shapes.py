@@ -24,6 +24,13 @@ def service_model():  # type: ignore[no-untyped-def]
     return botocore.session.get_session().get_service_model("imagebuilder")
 
 
+@functools.lru_cache(maxsize=1)
+def aws_regions() -> dict[str, str]:
+    """Every AWS region botocore knows, with its partition (``{"us-east-1": "aws", "cn-north-1": "aws-cn", ...}``)."""
+    endpoints = botocore.session.get_session().get_data("endpoints")
+    return {region: partition["partition"] for partition in endpoints["partitions"] for region in partition["regions"]}
+
+
 #: ECMA 262's character class escapes, as Python character class contents.
 _ECMA_CLASSES = {"s": ECMA_SPACE, "w": "A-Za-z0-9_", "d": "0-9"}
 

@@ -47,7 +47,7 @@ def scenario(emulator, client, name):
         "create_image_recipe",
         name=name,
         semanticVersion="1.0.0",
-        parentImage="ami-0a",
+        parentImage="ami-0123456789abcdef0",
         components=[{"componentArn": COMPONENT}],
     )
     container = call(
@@ -142,6 +142,14 @@ def scenario(emulator, client, name):
     call("get_image", imageBuildVersionArn=version_arn)
     listed = call("list_image_build_versions", imageVersionArn=version_arn, maxResults=2)
     call("list_image_build_versions", imageVersionArn=version_arn, nextToken=listed["nextToken"])
+    call("list_image_build_versions")  # every image's builds
+    call(  # a wildcard version: the service picks the next one
+        "create_image_recipe",
+        name=name,
+        semanticVersion="1.x.x",
+        parentImage="ami-0123456789abcdef0",
+        components=[{"componentArn": COMPONENT}],
+    )
     call("list_image_pipelines")
     call(
         "update_image_pipeline",
@@ -208,7 +216,10 @@ def test_generated_names_keep_their_case_and_arns_are_lower_case():
         client = local_client("imagebuilder", emulator.endpoint_url)
         name = NAMES["mixed case with spaces"]
         arn = client.create_image_recipe(
-            name=name, semanticVersion="1.0.0", parentImage="ami-0a", components=[{"componentArn": COMPONENT}]
+            name=name,
+            semanticVersion="1.0.0",
+            parentImage="ami-0123456789abcdef0",
+            components=[{"componentArn": COMPONENT}],
         )["imageRecipeArn"]
         assert arn.endswith(":image-recipe/golden-base-image/1.0.0")
         assert client.get_image_recipe(imageRecipeArn=arn)["imageRecipe"]["name"] == name
