@@ -9,6 +9,7 @@ unprocessed) and denied access keys (every request signed with one answers 403).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import uuid
@@ -91,6 +92,8 @@ class JournalEntry:
     status: int
     request_id: str
     access_key_id: str | None = None  # from the SigV4 credential scope: shows credential refreshes
+    #: The request's parameters as decoded (empty for a call turned away before decoding): the resources it names
+    request: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -278,6 +281,7 @@ class EmulatedService:
                 outcome.status,
                 outcome.request_id,
                 access_key_id,
+                copy.deepcopy(params),
             )
         )
 
