@@ -63,6 +63,8 @@ class ImageBuilderEmulator:
     :param event_drop_share: share of those events never sent (best effort is the service's promise).
     :param event_delay: real seconds a delayed event is held back: a number or a ``[low, high]`` range.
     :param event_delay_share: share of the events not dropped that are delayed (all of them by default).
+    :param advance_on_poll: builds move one phase each time a GetImage sees them in progress (on a manual clock
+        nothing else moves), so a wait needs polls, not time: what DAG tests want.
     """
 
     def __init__(
@@ -81,9 +83,11 @@ class ImageBuilderEmulator:
         event_drop_share: float = 0.0,
         event_delay: Seconds = 0.0,
         event_delay_share: float = 1.0,
+        advance_on_poll: bool = False,
     ) -> None:
         self.backend = ImageBuilderBackend(
             clock=clock,
+            advance_on_poll=advance_on_poll,
             phase_seconds=phase_seconds,
             account_id=account_id,
             visibility_delay=visibility_delay,
