@@ -6,12 +6,17 @@ from importlib.metadata import version
 from typing import Any
 
 
+#: The project's documentation (its README); pyproject.toml's [project.urls] Documentation says the same.
+DOCUMENTATION_URL = "https://github.com/airflow-imagebuilder/airflow-imagebuilder#readme"
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-imagebuilder",
         "name": "EC2 Image Builder",
         "description": "Build AMIs and container images with AWS EC2 Image Builder's CreateImage, "
         "idempotently and deferrably.",
+        "documentation-url": DOCUMENTATION_URL,
         "versions": [version("airflow-imagebuilder")],
         "integrations": [
             {

@@ -33,8 +33,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     Wait until an image build version is AVAILABLE; fail as soon as it reaches a failure state.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; ``timeout`` means the same in all three.  Once
-    AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris``) and
-    returns the ARN.  The sensor only watches: it never cancels the build.  Each poke is decided by
+    AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris_by_region``,
+    ``container_image_uris``) and returns the ARN.  The sensor only watches: it never cancels the build.  Each poke is decided by
     :func:`~airflow_imagebuilder._decisions.waiting.next_step`, as in the operator's wait and the trigger: an ARN the
     service does not know fails the task once ``not_found_grace`` has passed; an error waiting cannot mend
     (credentials, permissions, a bad parameter) fails it at the first answer.

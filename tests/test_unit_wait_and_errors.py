@@ -76,7 +76,23 @@ def test_available_succeeds_with_the_outputs():
     amis = [{"region": "eu-west-1", "image": "ami-1", "name": "n", "accountId": "1"}]
     step = next_step(ARN, Poll(image=image("AVAILABLE", outputResources={"amis": amis})), elapsed=5)
     assert step.outcome is Outcome.SUCCEEDED
-    assert step.outputs == {"amis": amis, "ami_ids": {"eu-west-1": "ami-1"}, "container_image_uris": []}
+    assert step.outputs == {
+        "amis": amis,
+        "ami_ids": {"eu-west-1": "ami-1"},
+        "container_image_uris": [],
+        "container_image_uris_by_region": {},
+    }
+
+
+def test_container_image_uris_are_given_flat_and_per_region():
+    containers = [
+        {"region": "us-east-1", "imageUris": ["1.dkr.ecr.us-east-1.amazonaws.com/base:2.1.0-1"]},
+        {"region": "eu-west-1", "imageUris": ["1.dkr.ecr.eu-west-1.amazonaws.com/base:2.1.0-1"]},
+    ]
+    step = next_step(ARN, Poll(image=image("AVAILABLE", outputResources={"containers": containers})), elapsed=5)
+    assert step.outputs["container_image_uris"] == [uri for c in containers for uri in c["imageUris"]]
+    assert step.outputs["container_image_uris_by_region"] == {c["region"]: c["imageUris"] for c in containers}
+    assert step.outputs["amis"] == [] and step.outputs["ami_ids"] == {}
 
 
 @pytest.mark.parametrize("status", sorted(FAILURE_STATES))

@@ -229,8 +229,13 @@ def timeout_message(image_build_version_arn: str, waiter_delay: float, waiter_ma
 
 
 def image_outputs(image: Mapping[str, Any]) -> dict[str, Any]:
-    """XCom outputs of an AVAILABLE image: AMIs (with regions), AMI ids per region, container URIs."""
+    """XCom outputs of an AVAILABLE image: AMIs (with regions), AMI ids per region, container URIs (flat and per
+    region)."""
     resources = image.get("outputResources") or {}
+    uris_by_region: dict[str, list[str]] = {}
+    for container in resources.get("containers", []):
+        if "region" in container:
+            uris_by_region.setdefault(container["region"], []).extend(container.get("imageUris", []))
     amis = [
         {key: ami[key] for key in ("region", "image", "name", "accountId") if key in ami}
         for ami in resources.get("amis", [])
@@ -241,6 +246,7 @@ def image_outputs(image: Mapping[str, Any]) -> dict[str, Any]:
         "container_image_uris": [
             uri for container in resources.get("containers", []) for uri in container.get("imageUris", [])
         ],
+        "container_image_uris_by_region": uris_by_region,
     }
 
 
