@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
-
 #: The project's documentation (its README); pyproject.toml's [project.urls] Documentation says the same.
 DOCUMENTATION_URL = "https://github.com/airflow-imagebuilder/airflow-imagebuilder#readme"
 

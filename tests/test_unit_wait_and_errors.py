@@ -7,6 +7,7 @@ import itertools
 import json
 import uuid
 from types import SimpleNamespace
+from unittest import mock
 
 import botocore.exceptions
 import pytest
@@ -27,6 +28,7 @@ from airflow_imagebuilder._decisions.waiting import (
     Outcome,
     Poll,
     Step,
+    TransitionLog,
     next_step,
     with_cancel_note,
 )
@@ -479,3 +481,12 @@ def test_a_deferred_sensor_that_times_out_raises_what_poke_mode_raises():
     step = next_step(ARN, Poll(image=image("BUILDING")), elapsed=70, attempt=7, max_attempts=7, waiter_delay=10)
     with pytest.raises(AirflowSensorTimeout, match="did not become AVAILABLE within 7 polls"):
         sensor.execute_complete({}, step.to_event())
+
+
+def test_a_wait_handed_the_last_logged_status_logs_only_the_transitions_after_it():
+    log = mock.Mock()
+    transitions = TransitionLog(ARN, log, last_status="PENDING")  # as the sensor's poke hands it to the trigger
+    for status in ("PENDING", "PENDING", "BUILDING"):
+        transitions.record(next_step(ARN, Poll(image=image(status)), elapsed=1), Poll(image=image(status)))
+    assert [call.args[2] for call in log.info.call_args_list] == ["BUILDING"]
+    assert transitions.last_status == "BUILDING"

@@ -251,15 +251,31 @@ def image_outputs(image: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class TransitionLog:
-    """Logs one line per status transition (with elapsed time) and one warning per unknown status."""
+    """Logs one line per status transition (with elapsed time) and one warning per unknown status.
 
-    def __init__(self, image_build_version_arn: str, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    ``last_status`` is the status already logged for this wait (by the task, before it deferred), so a wait that
+    moves from the worker to the triggerer logs each transition once.
+    """
+
+    def __init__(
+        self,
+        image_build_version_arn: str,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        last_status: str | None = None,
+    ) -> None:
         self.arn = image_build_version_arn
         self.log = log
         self._clock = clock
         self._started = clock()
-        self._last: str | None = None
+        self._last = last_status
         self._warned: set[str] = set()
+
+    @property
+    def last_status(self) -> str | None:
+        """The status of the last line logged (None before the first)."""
+        return self._last
 
     @property
     def elapsed(self) -> float:
