@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 def push_image_outputs(context: Any, image_build_version_arn: str, outputs: dict[str, Any], log: Any) -> None:
     """Push the outputs of an AVAILABLE image to XCom under their documented keys, and say what they are.
 
-    Keys: ``amis`` (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``) and
-    ``container_image_uris``; see :func:`~airflow_imagebuilder._decisions.waiting.image_outputs`.
+    Keys: ``amis`` (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``),
+    ``container_image_uris_by_region`` and ``container_image_uris``; see
+    :func:`~airflow_imagebuilder._decisions.waiting.image_outputs`.
     """
     for key, value in outputs.items():
         context["ti"].xcom_push(key=key, value=value)

@@ -102,8 +102,9 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
     reuses the build its own series already started.
 
     Returns the image build version ARN.  XCom keys pushed: ``client_token``; once AVAILABLE, ``amis``
-    (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``) and
-    ``container_image_uris``.
+    (``[{"region", "image", "name", "accountId"}]``), ``ami_ids`` (``{region: ami id}``),
+    ``container_image_uris_by_region`` (``{region: [uri, ...]}``) and ``container_image_uris`` (the same URIs as
+    one list).
 
     :param client_token: use this client token verbatim for every try instead of deriving one.
     :param force_rebuild: build anew even when an identical request already produced an AVAILABLE image.

@@ -6,6 +6,10 @@ from typing import Any
 
 from airflow_imagebuilder import __version__
 
+#: The project's documentation (its README, on the package's index page); pyproject.toml's [project.urls]
+#: Documentation says the same.
+DOCUMENTATION_URL = "https://pypi.org/project/airflow-imagebuilder/"
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -13,6 +17,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "EC2 Image Builder",
         "description": "Build AMIs and container images with AWS EC2 Image Builder's CreateImage, "
         "idempotently and deferrably.",
+        "documentation-url": DOCUMENTATION_URL,
         "versions": [__version__],
         "integrations": [
             {

@@ -33,11 +33,11 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
     Wait until an image build version is AVAILABLE; fail as soon as it reaches a failure state.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; ``timeout`` means the same in all three.  Once
-    AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris``) and
-    returns the ARN.  The sensor only watches: it never cancels the build.  Each poke is decided by
-    :func:`~airflow_imagebuilder._decisions.waiting.next_step`, as in the operator's wait and the trigger: an ARN the
-    service does not know fails the task once ``not_found_grace`` has passed; an error waiting cannot mend
-    (credentials, permissions, a bad parameter) fails it at the first answer.
+    AVAILABLE, pushes the same XCom keys as the operator (``amis``, ``ami_ids``, ``container_image_uris_by_region``,
+    ``container_image_uris``) and returns the ARN.  The sensor only watches: it never cancels the build.  Each poke
+    is decided by :func:`~airflow_imagebuilder._decisions.waiting.next_step`, as in the operator's wait and the
+    trigger: an ARN the service does not know fails the task once ``not_found_grace`` has passed; an error waiting
+    cannot mend (credentials, permissions, a bad parameter) fails it at the first answer.
 
     :param image_build_version_arn: the image build version ARN, e.g. ``create.output`` (templated).
     :param not_found_grace: seconds during which "not found" is taken for eventual consistency (default 120).
@@ -109,6 +109,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
                 waiter_max_attempts=math.ceil(self.timeout / self.poke_interval) + 1,
                 cancel_on_kill=False,
                 not_found_grace=self.not_found_grace,
+                # the status this poke logged: the trigger's log goes on from it instead of repeating it
+                last_status=self._transitions.last_status if self._transitions is not None else None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -82,6 +82,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
         confirm a final status (outputs always come from GetImage), and a safety GetImage every
         ``safety_poll_interval`` seconds in case an event is lost.  None (default): poll every ``waiter_delay``.
     :param safety_poll_interval: seconds between two safety polls of an event-driven wait (default 600).
+    :param last_status: the status the task logged before it deferred: logged again only when it changes.
     """
 
     def __init__(
@@ -99,8 +100,10 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         completion_queue_url: str | None = None,
         safety_poll_interval: float = DEFAULT_SAFETY_POLL_INTERVAL,
+        last_status: str | None = None,
     ) -> None:
         super().__init__()
+        self.last_status = last_status
         self.image_build_version_arn = image_build_version_arn
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
@@ -131,6 +134,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
                 "not_found_grace": self.not_found_grace,
                 "completion_queue_url": self.completion_queue_url,
                 "safety_poll_interval": self.safety_poll_interval,
+                "last_status": self.last_status,
             },
         )
 
@@ -163,7 +167,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
     async def _wait(self) -> Step:
         if self.completion_queue_url:
             return await self._wait_for_events(self.completion_queue_url)
-        transitions = TransitionLog(self.image_build_version_arn, self.log)
+        transitions = TransitionLog(self.image_build_version_arn, self.log, last_status=self.last_status)
         attempt = 0
         while True:
             attempt += 1
@@ -178,7 +182,7 @@ class ImageBuilderImageTrigger(_HookFromSettings, BaseTrigger):
 
         arn = self.image_build_version_arn
         consumer = CONSUMERS.get(queue_url, self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
-        transitions = TransitionLog(arn, self.log)
+        transitions = TransitionLog(arn, self.log, last_status=self.last_status)
         deadline = self.waiter_delay * self.waiter_max_attempts
         poll = await self.hook.poll_image_async(arn)
         # Events name the build version: follow the ARN GetImage answers (an image version ARN names its newest

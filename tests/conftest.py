@@ -1,4 +1,4 @@
-"""Test configuration: an isolated Airflow home with an SQLite database, emulator-backed AWS connections.
+"""Test configuration: the plugin's isolated Airflow home (an SQLite database), emulator-backed AWS connections.
 
 Airflow reads its configuration when first imported, so the environment is set here, before any test module
 imports Airflow.
@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +20,8 @@ import pytest
 pytest_plugins = ["airflow_imagebuilder.testing.pytest_plugin"]
 
 TESTS = Path(__file__).parent
-_HOME = tempfile.mkdtemp(prefix="airflow-imagebuilder-tests-")
 os.environ.update(
     {
-        "AIRFLOW_HOME": _HOME,
         "AIRFLOW__CORE__DAGS_FOLDER": str(TESTS / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -63,11 +60,8 @@ def aws_connection(endpoint_url: str, **extra: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Create the Airflow metadata database once per session."""
-    from airflow.utils.db import initdb
-
-    initdb()
+def airflow_db(imagebuilder_airflow_db: Path) -> None:
+    """The plugin's Airflow home (a temporary directory), its database created once per session."""
 
 
 @pytest.fixture

@@ -31,6 +31,13 @@ def test_airflow_providers_list_shows_the_provider(tmp_path):
     assert "airflow_imagebuilder.links.ImageBuilderImageLink" in links.stdout
 
 
+def test_the_documentation_url_is_pyprojects():
+    # Airflow 3.2+ shows [project.urls] Documentation of the installed distribution, older ones the provider info's
+    url = get_provider_info()["documentation-url"]
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert url.startswith("https://") and f'Documentation = "{url}"' in pyproject
+
+
 def test_package_ships_type_information():
     import airflow_imagebuilder
 

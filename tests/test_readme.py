@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=\S*\s+)*(?:pip|make|python|aws|docker|airflow|export)\b|^[A-Z][A-Z0-9_]*=")
 INLINE_COMMAND = re.compile(r"^(?:[A-Z][A-Z0-9_]*=(?:\"[^\"]*\"|\S*)\s+)*(?:pip|make|python|aws|docker|airflow)\s")
 PATH_COMMENT = re.compile(r"^# (?P<path>[\w./-]+\.py)\n")
+ROOT = README.parent
+#: The README's test of a user's own DAG, and the files it needs.
+OWN_DAG_FILES = ("tests/conftest.py", "dags/golden_image.py", "tests/test_golden_image.py")
 
 #: Shell commands the suite does not run, each with the reason. Every other command of README.md runs.
 NOT_RUN = {
@@ -45,6 +49,11 @@ NOT_RUN = {
     "airflow-imagebuilder-events check": "needs a queue wired to EventBridge; tests/test_event_driven.py "
     "runs the check against moto",
 }
+
+
+def files(document: Path = README) -> dict[str, str]:
+    """The document's Python blocks that are files, by path."""
+    return {PATH_COMMENT.match(body)["path"]: body for kind, body in blocks(document) if kind == "file"}  # type: ignore[index]
 
 
 def blocks(document: Path = README) -> list[tuple[str, str]]:
@@ -83,6 +92,12 @@ def runnable(script: str) -> str:
     return "\n".join(lines)
 
 
+def write_files(folder: Path, contents: dict[str, str]) -> None:
+    for name, body in contents.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(body)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,7 +106,7 @@ def free_port() -> int:
 
 def test_the_readme_has_the_examples_this_test_expects():
     kinds = [kind for kind, _ in blocks()]
-    assert kinds.count("file") == 2 and kinds.count("python") >= 2 and kinds.count("shell") >= 5
+    assert kinds.count("file") == 4 and kinds.count("python") >= 2 and kinds.count("shell") >= 5
     commands = "\n".join(body for kind, body in blocks() if kind == "shell")
     assert 'pip install ".[testing]"' in commands and "python -m pytest -q tests/test_my_build.py" in commands
     everywhere = "\n".join(body for document in DOCUMENTS for kind, body in blocks(document) if kind == "shell")
@@ -114,14 +129,10 @@ def test_every_python_block_and_shell_command_runs(tmp_path, document):
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PORT": str(free_port()),
-        "PYTHONPATH": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),  # this checkout, however it is installed
     }
     found = [(kind, body) for kind, body in blocks(document) if kind in ("file", "python", "shell")]
-    for kind, body in found:
-        if kind == "file":
-            path = tmp_path / PATH_COMMENT.match(body)["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(body)
+    write_files(tmp_path, files(document))
     ran = []
     for index, (kind, body) in enumerate(found):
         if kind == "file":
@@ -160,3 +171,69 @@ def test_the_docs_site_builds(tmp_path):
     )
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "site/reference/operators/index.html").read_text().count("ImageBuilderCreateImageOperator") > 1
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A virtualenv with this project installed from its wheel, not editable, with the ``testing`` extra.
+
+    The dependencies are this environment's, offered to the new one as a site directory (without this project
+    itself), so the install needs no package index.
+    """
+    folder = tmp_path_factory.mktemp("installed")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", folder, ROOT],
+        check=True,
+        cwd=folder,
+    )
+    [wheel] = folder.glob("airflow_imagebuilder-*.whl")
+    dependencies = folder / "dependencies"
+    dependencies.mkdir()
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    for entry in site_packages.iterdir():
+        if not re.match(r"(__editable__\.)?airflow_imagebuilder\b", entry.name):
+            (dependencies / entry.name).symlink_to(entry)
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "dependencies.pth").write_text(f"import site; site.addsitedir({str(dependencies)!r})\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-index", f"{wheel}[testing]"],
+        check=True,
+    )
+    return python
+
+
+@pytest.mark.slow  # builds and installs a wheel
+@pytest.mark.parametrize("deferrable", ["False", "True"])
+def test_the_readme_test_of_an_own_dag_passes_in_seconds_against_the_installed_wheel(installed, tmp_path, deferrable):
+    write_files(tmp_path, {name: files()[name] for name in OWN_DAG_FILES})
+    fresh = ("AIRFLOW", "AWS_", "PYTHONPATH")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(fresh)}
+    env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = deferrable
+    done = subprocess.run(
+        [installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "tests/test_golden_image.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"--- stdout\n{done.stdout[-5000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    where = subprocess.run(
+        [installed, "-c", "import airflow_imagebuilder; print(airflow_imagebuilder.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(installed.parent.parent) in where, f"not the installed wheel: {where}"
+    # How long the user's test took is printed (pytest -s shows it), never asserted: this machine is shared.
+    print(f"README own-DAG test, deferrable={deferrable}:", re.findall(r"\d+ passed in [\d.]+s", done.stdout))

@@ -69,6 +69,7 @@ def test_no_secret_in_logs_xcom_rendered_fields_or_triggers(fast_emulator, monke
         "not_found_grace",
         "completion_queue_url",
         "safety_poll_interval",
+        "last_status",
     }
     assert dag.get_task("create").aws_conn_id == "aws_default"
 

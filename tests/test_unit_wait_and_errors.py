@@ -7,6 +7,7 @@ import itertools
 import json
 import uuid
 from types import SimpleNamespace
+from unittest import mock
 
 import botocore.exceptions
 import pytest
@@ -27,6 +28,7 @@ from airflow_imagebuilder._decisions.waiting import (
     Outcome,
     Poll,
     Step,
+    TransitionLog,
     next_step,
     with_cancel_note,
 )
@@ -76,7 +78,23 @@ def test_available_succeeds_with_the_outputs():
     amis = [{"region": "eu-west-1", "image": "ami-1", "name": "n", "accountId": "1"}]
     step = next_step(ARN, Poll(image=image("AVAILABLE", outputResources={"amis": amis})), elapsed=5)
     assert step.outcome is Outcome.SUCCEEDED
-    assert step.outputs == {"amis": amis, "ami_ids": {"eu-west-1": "ami-1"}, "container_image_uris": []}
+    assert step.outputs == {
+        "amis": amis,
+        "ami_ids": {"eu-west-1": "ami-1"},
+        "container_image_uris": [],
+        "container_image_uris_by_region": {},
+    }
+
+
+def test_container_image_uris_are_given_flat_and_per_region():
+    containers = [
+        {"region": "us-east-1", "imageUris": ["1.dkr.ecr.us-east-1.amazonaws.com/base:2.1.0-1"]},
+        {"region": "eu-west-1", "imageUris": ["1.dkr.ecr.eu-west-1.amazonaws.com/base:2.1.0-1"]},
+    ]
+    step = next_step(ARN, Poll(image=image("AVAILABLE", outputResources={"containers": containers})), elapsed=5)
+    assert step.outputs["container_image_uris"] == [uri for c in containers for uri in c["imageUris"]]
+    assert step.outputs["container_image_uris_by_region"] == {c["region"]: c["imageUris"] for c in containers}
+    assert step.outputs["amis"] == [] and step.outputs["ami_ids"] == {}
 
 
 @pytest.mark.parametrize("status", sorted(FAILURE_STATES))
@@ -463,3 +481,12 @@ def test_a_deferred_sensor_that_times_out_raises_what_poke_mode_raises():
     step = next_step(ARN, Poll(image=image("BUILDING")), elapsed=70, attempt=7, max_attempts=7, waiter_delay=10)
     with pytest.raises(AirflowSensorTimeout, match="did not become AVAILABLE within 7 polls"):
         sensor.execute_complete({}, step.to_event())
+
+
+def test_a_wait_handed_the_last_logged_status_logs_only_the_transitions_after_it():
+    log = mock.Mock()
+    transitions = TransitionLog(ARN, log, last_status="PENDING")  # as the sensor's poke hands it to the trigger
+    for status in ("PENDING", "PENDING", "BUILDING"):
+        transitions.record(next_step(ARN, Poll(image=image(status)), elapsed=1), Poll(image=image(status)))
+    assert [call.args[2] for call in log.info.call_args_list] == ["BUILDING"]
+    assert transitions.last_status == "BUILDING"

@@ -229,8 +229,13 @@ def timeout_message(image_build_version_arn: str, waiter_delay: float, waiter_ma
 
 
 def image_outputs(image: Mapping[str, Any]) -> dict[str, Any]:
-    """XCom outputs of an AVAILABLE image: AMIs (with regions), AMI ids per region, container URIs."""
+    """XCom outputs of an AVAILABLE image: AMIs (with regions), AMI ids per region, container URIs (flat and per
+    region)."""
     resources = image.get("outputResources") or {}
+    uris_by_region: dict[str, list[str]] = {}
+    for container in resources.get("containers", []):
+        if "region" in container:
+            uris_by_region.setdefault(container["region"], []).extend(container.get("imageUris", []))
     amis = [
         {key: ami[key] for key in ("region", "image", "name", "accountId") if key in ami}
         for ami in resources.get("amis", [])
@@ -241,19 +246,36 @@ def image_outputs(image: Mapping[str, Any]) -> dict[str, Any]:
         "container_image_uris": [
             uri for container in resources.get("containers", []) for uri in container.get("imageUris", [])
         ],
+        "container_image_uris_by_region": uris_by_region,
     }
 
 
 class TransitionLog:
-    """Logs one line per status transition (with elapsed time) and one warning per unknown status."""
+    """Logs one line per status transition (with elapsed time) and one warning per unknown status.
 
-    def __init__(self, image_build_version_arn: str, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    ``last_status`` is the status already logged for this wait (by the task, before it deferred), so a wait that
+    moves from the worker to the triggerer logs each transition once.
+    """
+
+    def __init__(
+        self,
+        image_build_version_arn: str,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        last_status: str | None = None,
+    ) -> None:
         self.arn = image_build_version_arn
         self.log = log
         self._clock = clock
         self._started = clock()
-        self._last: str | None = None
+        self._last = last_status
         self._warned: set[str] = set()
+
+    @property
+    def last_status(self) -> str | None:
+        """The status of the last line logged (None before the first)."""
+        return self._last
 
     @property
     def elapsed(self) -> float:

@@ -93,6 +93,11 @@ def command_line(emulator_class: type[ImageBuilderEmulator] = ImageBuilderEmulat
         "--visibility-delay", type=float, default=0.0, help="seconds GetImage answers not found after a build starts"
     )
     parser.add_argument(
+        "--advance-on-poll",
+        action="store_true",
+        help="move a build one phase each time GetImage sees it in progress, and never with time",
+    )
+    parser.add_argument(
         "--validate-responses", action="store_true", help="check every response against botocore's model"
     )
     parser.add_argument(
@@ -161,6 +166,7 @@ def configured_emulator(
         event_delay=args.event_delay,
         event_delay_share=args.event_delay_share,
         credentials=dict(args.credentials) if args.credentials else None,
+        advance_on_poll=args.advance_on_poll,
     )
     try:
         for entry in controls_of(emulator_class):

@@ -130,6 +130,9 @@ class ImageBuilderBackend:
         (the service's eventual consistency).
     :param strict: require the resources a request names to exist (see the module docstring).
     :param seed: seed of the random source that draws phase durations given as ranges.
+    :param advance_on_poll: each GetImage of a build in progress, once answered, moves the clock to the end of
+        the build's current phase, so the next GetImage sees the next phase: builds move as they are polled, however
+        long their pollers sleep.  Needs a :class:`ManualClock` (one is made when ``clock`` is None).
     """
 
     def __init__(
@@ -141,8 +144,12 @@ class ImageBuilderBackend:
         visibility_delay: float = 0.0,
         strict: bool = False,
         seed: int = 0,
+        advance_on_poll: bool = False,
     ) -> None:
-        self.clock = clock or RealClock()
+        if advance_on_poll and isinstance(clock, RealClock):
+            raise ValueError("advance_on_poll moves the clock: give a ManualClock, or no clock")
+        self.clock = clock or (ManualClock() if advance_on_poll else RealClock())
+        self.advance_on_poll = advance_on_poll
         self.account_id = account_id
         self.visibility_delay = visibility_delay
         self.strict = strict
@@ -749,7 +756,17 @@ class ImageBuilderBackend:
 
     def get_image(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         build = self._find_build(region, params["imageBuildVersionArn"])
-        return {"image": build.describe(self.clock.now()), "latestVersionReferences": version_references(build.arn)}
+        image = build.describe(self.clock.now())
+        if self.advance_on_poll and build not in self._held and image["state"]["status"] in IN_PROGRESS_STATES:
+            self._end_current_phase(build)
+        return {"image": image, "latestVersionReferences": version_references(build.arn)}
+
+    def _end_current_phase(self, build: Build) -> None:
+        """Move the (manual) clock to the end of ``build``'s current phase (``advance_on_poll``)."""
+        assert isinstance(self.clock, ManualClock)
+        now = self.clock.now()
+        end = next(build.created_at + end for _, _, end in build.phases if build.created_at + end > now)
+        self.clock.advance(end - now)
 
     def cancel_image_creation(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
         arn = params["imageBuildVersionArn"]

@@ -66,6 +66,8 @@ class ImageBuilderEmulator:
     :param credentials: access key id -> secret access key.  When given, every request's SigV4 signature is verified
         against them as the service does: an unknown key, a wrong secret or a body changed after signing, and a date
         more than 15 minutes away are refused with HTTP 403.  By default any well-formed signature is accepted.
+    :param advance_on_poll: builds move one phase each time a GetImage sees them in progress (on a manual clock
+        nothing else moves), so a wait needs polls, not time: what DAG tests want.
     """
 
     def __init__(
@@ -85,10 +87,12 @@ class ImageBuilderEmulator:
         event_delay: Seconds = 0.0,
         event_delay_share: float = 1.0,
         credentials: Mapping[str, str] | None = None,
+        advance_on_poll: bool = False,
     ) -> None:
         self.credentials = dict(credentials) if credentials is not None else None
         self.backend = ImageBuilderBackend(
             clock=clock,
+            advance_on_poll=advance_on_poll,
             phase_seconds=phase_seconds,
             account_id=account_id,
             visibility_delay=visibility_delay,

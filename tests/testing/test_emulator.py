@@ -18,6 +18,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from airflow_imagebuilder.testing import EmulatorControl, ImageBuilderEmulator, ManualClock
+from airflow_imagebuilder.testing.clock import RealClock
 from airflow_imagebuilder.testing.errors import ERROR_STATUS, MODELED_ERRORS
 from tests.conftest import CONTAINER_RECIPE_ARN, DISTRIBUTION_ARN, IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN
 from tests.shape_check import ResponseShapeRecorder
@@ -285,3 +286,19 @@ def test_cli_and_control_api():
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_advance_on_poll_moves_a_build_one_phase_per_get_image_and_nothing_else_moves_it():
+    with ImageBuilderEmulator(advance_on_poll=True, phase_seconds=3600) as emulator:
+        client = client_for(emulator)
+        first = client.create_image(**REQUEST)["imageBuildVersionArn"]
+        second = client.create_image(**REQUEST, imageTestsConfiguration={"imageTestsEnabled": False})[
+            "imageBuildVersionArn"
+        ]
+        seen = [client.get_image(imageBuildVersionArn=first)["image"]["state"]["status"] for _ in range(8)]
+        phases = ["PENDING", "CREATING", "BUILDING", "TESTING", "DISTRIBUTING", "INTEGRATING"]
+        assert seen == [*phases, "AVAILABLE", "AVAILABLE"]
+        # the clock moved with the first build's polls, so the second one, started at the same time, is done too
+        assert client.get_image(imageBuildVersionArn=second)["image"]["state"]["status"] == "AVAILABLE"
+    with pytest.raises(ValueError, match="advance_on_poll moves the clock"):
+        ImageBuilderEmulator(advance_on_poll=True, clock=RealClock())
