@@ -151,12 +151,16 @@ class ImageBuilderAmiLink(BaseAwsLink):
 
     @classmethod
     def record(cls, context: Context, operator: Any, image_arn: str, amis: Sequence[Mapping[str, Any]]) -> None:
-        """Persist the link to the first of ``amis`` (the ``amis`` XCom) and log it once; no AMI, no link.
+        """Persist the link to the first of ``amis`` (the ``amis`` XCom) and log it once.
 
-        The partition is the image build version's (an image distributes within its own partition).
+        No AMI (not AVAILABLE yet, or a container image): the link is stored as empty, which Airflow shows as no
+        link, so that Airflow reading every link when the task defers or ends finds this one.  The partition is the
+        image build version's (an image distributes within its own partition).
         """
         first = next((ami for ami in amis if ami.get("image") and ami.get("region")), None)
         if first is None:
+            if operator.do_xcom_push:
+                context["ti"].xcom_push(key=cls.key, value=None)
             return
         partition, _ = _partition_and_region(image_arn, operator)
         region, ami_id = str(first["region"]), str(first["image"])
@@ -165,3 +169,11 @@ class ImageBuilderAmiLink(BaseAwsLink):
             region_name=region, aws_domain=cls.get_aws_domain(partition) or "aws.amazon.com", ami_id=ami_id
         )
         operator.log.info("AMI %s in %s: %s", ami_id, region, link)
+
+
+def record_build_links(context: Context, operator: Any, image_arn: str, image: Mapping[str, Any] | None) -> None:
+    """The links of a build the task has just started or found: its image and build logs, and an AMI link that
+    stays empty until the image is AVAILABLE (``image``: GetImage's ``image`` when at hand, or the request)."""
+    ImageBuilderImageLink.record(context, operator, image_arn)
+    ImageBuilderLogsLink.record(context, operator, image_arn, image)
+    ImageBuilderAmiLink.record(context, operator, image_arn, [])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
@@ -29,7 +30,12 @@ from airflow_imagebuilder._decisions.states import (
 )
 from airflow_imagebuilder._image_wait import ImageWaitMixin, finish_image
 from airflow_imagebuilder.hooks import ON_KILL_CANCEL_SECONDS, ImageBuilderHook
-from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
+from airflow_imagebuilder.links import (
+    ImageBuilderAmiLink,
+    ImageBuilderImageLink,
+    ImageBuilderLogsLink,
+    record_build_links,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -130,7 +136,11 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
     """
 
     aws_hook_class = ImageBuilderHook
-    operator_extra_links = (ImageBuilderImageLink(), ImageBuilderLogsLink(), ImageBuilderAmiLink())
+    operator_extra_links: tuple[BaseAwsLink, ...] = (
+        ImageBuilderImageLink(),
+        ImageBuilderLogsLink(),
+        ImageBuilderAmiLink(),
+    )
     ui_color = "#ff9900"
     #: The API operation that starts a build (for logs and messages).
     start_operation = ""
@@ -205,10 +215,7 @@ class ImageBuildOperator(AwsBaseOperator[ImageBuilderHook], ImageWaitMixin):
         request = self._request()
         arn, token, image = self._start_or_find_build(context, request, self._build_content(request))
         context["ti"].xcom_push(key="client_token", value=token)
-        ImageBuilderImageLink.record(context, self, arn)
-        ImageBuilderLogsLink.record(
-            context, self, arn, image or {"loggingConfiguration": request.get("loggingConfiguration")}
-        )
+        record_build_links(context, self, arn, image or {"loggingConfiguration": request.get("loggingConfiguration")})
         if image is not None and waiting.ImageState.of(image).status in SUCCESS_STATES:  # reused
             ImageBuilderAmiLink.record(context, self, arn, waiting.image_outputs(image)["amis"])
             finish_image(context, self.hook, arn, waiting.image_outputs(image), self.max_finding_severity, image)
@@ -380,6 +387,8 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
         self.tags = tags
         self.workflows = workflows
         self.logging_configuration = logging_configuration
+        if container_recipe_arn is not None:  # a container image has no AMI: no AMI link
+            self.operator_extra_links = (ImageBuilderImageLink(), ImageBuilderLogsLink())
         self._check_arguments()
 
     def _check_arguments(self) -> None:

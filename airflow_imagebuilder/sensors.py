@@ -17,7 +17,12 @@ from airflow_imagebuilder._decisions import diagnostics, waiting
 from airflow_imagebuilder._decisions.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 from airflow_imagebuilder._image_wait import ImageWaitMixin, finish_image
 from airflow_imagebuilder.hooks import ImageBuilderHook
-from airflow_imagebuilder.links import ImageBuilderAmiLink, ImageBuilderImageLink, ImageBuilderLogsLink
+from airflow_imagebuilder.links import (
+    ImageBuilderAmiLink,
+    ImageBuilderImageLink,
+    ImageBuilderLogsLink,
+    record_build_links,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -133,8 +138,7 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
             self._transitions = waiting.TransitionLog(arn, self.log, time.monotonic)
         poll = self.hook.poll_image(arn)
         if first_poke:
-            ImageBuilderImageLink.record(context, self, arn)
-            ImageBuilderLogsLink.record(context, self, arn, poll.image)
+            record_build_links(context, self, arn, poll.image)
         step = waiting.next_step(arn, poll, elapsed=self._elapsed(context), not_found_grace=self.not_found_grace)
         image = dict(poll.image) if poll.image is not None else None
         image_outputs = self.hook.conclude(self._transitions.record(step, poll), image)

@@ -35,6 +35,12 @@ def images_by_week(endpoint: str) -> dict[str, list[str]]:
     return images_by_tag(endpoint, "patch-week")
 
 
+def loud_lines(log: Path) -> list[str]:
+    """The lines of an Airflow 3 task or trigger log (JSON lines) at warning level or above."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [f"{log.name}: {line}" for line in lines if line.get("level") in ("warning", "error", "critical")]
+
+
 @pytest.mark.parametrize("kind", engines())
 def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
     with emulator_process(phase_seconds=1.0, log_dir=tmp_path) as emulator, moto_process(log_dir=tmp_path) as moto:
@@ -56,6 +62,10 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
             assert trigger_logs, "no triggerer log for the deferred sensor"
             trigger_log = trigger_logs[0].read_text()
             assert "Trigger fired event" in trigger_log and "is AVAILABLE" in trigger_log
+            # a successful build logs nothing at warning or above, in the worker or the triggerer
+            build_logs = list((tmp_path / "logs/dag_id=imagebuilder_golden_ami").rglob("task_id=*_image/*.log*"))
+            assert len(build_logs) >= 3, build_logs  # the operator's, the sensor's and its trigger's
+            assert not [line for log in build_logs for line in loud_lines(log)]
 
             # 2. backfill the weekly DAG over three logical dates: exactly one image per date
             engine.cli(
