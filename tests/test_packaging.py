@@ -76,6 +76,15 @@ def test_the_release_installs_outside_the_checkout(tmp_path):
     )
     providers = {entry["package_name"]: entry for entry in json.loads(listed.stdout)}
     assert providers["airflow-imagebuilder"]["version"] == airflow_imagebuilder.__version__
+    shown = subprocess.run(
+        [str(venv / "bin/airflow"), "providers", "get", "airflow-imagebuilder", "--full", "-o", "json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(shown.stdout)[0]["documentation-url"] == get_provider_info()["documentation-url"]
     located = subprocess.run(
         [str(venv / "bin/python"), "-c", "import airflow_imagebuilder; print(airflow_imagebuilder.__file__)"],
         env=env,
