@@ -102,7 +102,7 @@ test-latest: | $(UV)
 
 # The documentation site (MkDocs), warnings as errors; tests/test_readme.py builds it too.
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The sdist and wheel PyPI would get, built from the locked setuptools and checked as PyPI checks them.
 dist: venv
