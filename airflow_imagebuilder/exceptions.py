@@ -157,11 +157,11 @@ class ImageBuildTimeoutError(ImageBuilderError):
 class InvalidCreateImageRequest(ImageBuilderError, ValueError, AirflowFailException):
     """A request that breaks a rule of the API; raised before any call to AWS.
 
-    The message names each offending field (API name), its value (shortened when long) and the rule.  At DAG
-    parse time it is a ``ValueError``; at run time it fails the task without Airflow retries (the same values
-    would be rendered again).
+    The message starts with ``source`` (an operator's: its task id) and names each offending argument as the
+    user wrote it, its value (shortened when long) and the rule.  At DAG parse time it is a ``ValueError``; at run
+    time it fails the task without Airflow retries (the same values would be rendered again).
     """
 
-    def __init__(self, errors: list[str], source: str = "CreateImage request") -> None:
+    def __init__(self, errors: list[str], source: str = "Invalid CreateImage request") -> None:
         self.errors = errors
-        super().__init__(f"Invalid {source}: " + "; ".join(errors))
+        super().__init__(f"{source}: " + "; ".join(errors))

@@ -19,6 +19,7 @@ same code.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -38,8 +39,11 @@ from airflow_imagebuilder._decisions.fields import (
     MAX_TAGS,
     NO_NUL_PATTERN,
     PARALLEL_GROUP_PATTERN,
+    PATTERN_RULES,
+    REQUEST_FIELDS,
     TAG_KEY_PATTERN,
     WORKFLOW_ARN_PATTERN,
+    service_pattern,
 )
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest, shorten
 
@@ -141,11 +145,11 @@ class CreateImageRequest(_Request):
 
     @model_validator(mode="after")
     def _exactly_one_recipe(self) -> CreateImageRequest:
-        recipes = {"imageRecipeArn": self.image_recipe_arn, "containerRecipeArn": self.container_recipe_arn}
+        recipes = {"image_recipe_arn": self.image_recipe_arn, "container_recipe_arn": self.container_recipe_arn}
         given = [name for name, value in recipes.items() if value]
         if len(given) != 1:
             raise ValueError(
-                "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn"
+                "exactly one recipe is required: set either image_recipe_arn or container_recipe_arn"
                 + (f" (both were given: {', '.join(given)})" if given else " (neither was given)")
             )
         return self
@@ -159,24 +163,41 @@ class StartImagePipelineExecutionRequest(_Request):
     tags: Tags | None = None
 
 
+#: API name -> operator argument, for messages.
+_ARGUMENTS = {**REQUEST_FIELDS, "imagePipelineArn": "image_pipeline_arn"}
+
+
 def validation_messages(error: ValidationError) -> list[str]:
-    """One message per violation, naming the field (API name), the value (shortened) and the rule."""
+    """One message per violation, in the words of the operator's arguments: the argument (snake_case) and the keys
+    below it as written, the value (shortened) and the rule (a pattern's in plain words and as the service writes
+    it; a collection's size, not its items)."""
     messages = []
     for item in error.errors(include_url=False):
-        location = ".".join(str(part) for part in item["loc"]) or "request"
-        rule = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            messages.append(f"{location}: is required")
-        elif item["type"] == "extra_forbidden":
-            messages.append(f"{location}: is not a field of CreateImage (value {shorten(item['input'])})")
-        elif location == "request":
-            messages.append(rule)
+        kind, loc, value, ctx = item["type"], list(item["loc"]), item["input"], item.get("ctx", {})
+        key = loc[-1:] == ["[key]"]
+        loc = loc[:-2] if key else loc
+        loc[:1] = [_ARGUMENTS.get(str(part), part) for part in loc[:1]]
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)[1:]
+        where = f"{path} key {shorten(value)}" if key else f"{path}={shorten(value)}"
+        if kind == "missing":
+            messages.append(f"{path} is required")
+        elif kind == "extra_forbidden":
+            messages.append(f"{path} is not a known field (value {shorten(value)})")
+        elif kind == "string_pattern_mismatch":
+            rule = PATTERN_RULES[ctx["pattern"]]
+            shown = "" if ctx["pattern"] == NO_NUL_PATTERN else f" (pattern {service_pattern(ctx['pattern'])})"
+            messages.append(f"{where} {rule}{shown}")
+        elif kind == "too_long":
+            messages.append(f"{path} has {ctx['actual_length']} items; at most {ctx['max_length']} are allowed")
+        elif kind == "too_short":
+            messages.append(f"{path} has {ctx['actual_length']} items; at least {ctx['min_length']} is required")
         else:
-            messages.append(f"{location}={shorten(item['input'])}: {rule}")
+            rule = re.sub(r"^\w+ should ", "must ", item["msg"].removeprefix("Value error, "))
+            messages.append(f"{where} {rule}" if loc else rule)
     return messages
 
 
-def validate_request(data: dict[str, Any], source: str = "CreateImage request") -> CreateImageRequest:
+def validate_request(data: dict[str, Any], source: str = "Invalid CreateImage request") -> CreateImageRequest:
     """Validate a full CreateImage request, raising :class:`InvalidCreateImageRequest` with every violation."""
     return validate(CreateImageRequest, data, source)
 

@@ -425,7 +425,7 @@ class ImageBuilderCreateImageOperator(ImageBuildOperator):
             # Both recipes given, one templated: whether both end up set is known after rendering.
             del data[templated[0]]
         data.setdefault("clientToken", _PLACEHOLDERS["clientToken"])
-        request = models.validate_request(data, source=f"CreateImage request of task {self.task_id!r}").to_api()
+        request = models.validate_request(data, source=self.task_id).to_api()
         if self.client_token is None:
             del request["clientToken"]
         return request
@@ -491,8 +491,7 @@ class ImageBuilderStartPipelineExecutionOperator(ImageBuildOperator):
         return request
 
     def _validated(self, data: dict[str, Any]) -> StartImagePipelineExecutionRequest:
-        source = f"StartImagePipelineExecution request of task {self.task_id!r}"
-        return models.validate(models.StartImagePipelineExecutionRequest, data, source)
+        return models.validate(models.StartImagePipelineExecutionRequest, data, self.task_id)
 
     def _build_content(self, request: dict[str, Any]) -> dict[str, Any]:
         """Check the pipeline can run; the token covers what it builds, so a rerun after the pipeline's recipe or

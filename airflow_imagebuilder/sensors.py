@@ -96,8 +96,8 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
         arn = self.image_build_version_arn
         if not isinstance(arn, str) or not arn.startswith("arn:"):
             raise ValueError(
-                f"{self.task_id}: image_build_version_arn must be an image build version ARN string, got "
-                f"{type(arn).__name__} {arn!r} (is the upstream XCom the ARN?)"
+                f"{self.task_id}: image_build_version_arn={exceptions.shorten(arn)} must be an image build version "
+                "ARN, starting with 'arn:' (is the upstream XCom the ARN?)"
             )
         return arn
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from airflow_imagebuilder._decisions.fields import REQUEST_FIELDS
 from airflow_imagebuilder.exceptions import InvalidCreateImageRequest
-from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator
+from airflow_imagebuilder.operators import ImageBuilderCreateImageOperator, ImageBuilderStartPipelineExecutionOperator
+from airflow_imagebuilder.sensors import ImageBuilderImageSensor
 from tests.conftest import IMAGE_RECIPE_ARN, INFRASTRUCTURE_ARN, load_dag, task_states
 from tests.test_models import RULES, valid_requests
 
@@ -74,8 +75,71 @@ def test_generated_requests_invalid_rejected_before_any_call(journal_probe, monk
         message = str(error)
         assert rule[2] in message
         if rule[0] not in ("recipe", "unknown"):
-            assert rule[0] in message
+            assert SNAKE[rule[0]] in message
     assert journal_probe.journal() == []
+
+
+_RECIPE_RULE = (
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):image-recipe/[a-z0-9-_]+/"
+    r"(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x)$"
+)
+_TAG_KEY_RULE = "must not start with 'aws:' and may contain only letters, digits, spaces and _.:/=+-@"
+_PIPELINE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/p"
+
+
+def _create(**kwargs):
+    return ImageBuilderCreateImageOperator(task_id="t", infrastructure_configuration_arn=INFRASTRUCTURE_ARN, **kwargs)
+
+
+def _start(**kwargs):
+    return ImageBuilderStartPipelineExecutionOperator(task_id="t", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        (
+            lambda: _create(image_recipe_arn="not-an-arn"),
+            f"t: image_recipe_arn='not-an-arn' must be an image recipe ARN (pattern {_RECIPE_RULE})",
+        ),
+        (
+            lambda: _create(image_recipe_arn=IMAGE_RECIPE_ARN, tags={"aws:x": "v"}),
+            rf"t: tags key 'aws:x' {_TAG_KEY_RULE} (pattern ^(?!aws:)[a-zA-Z0-9\s_.:/=+\-@]*$)",
+        ),
+        (
+            lambda: _create(image_recipe_arn=IMAGE_RECIPE_ARN, tags={f"k{i}": "v" for i in range(51)}),
+            "t: tags has 51 items; at most 50 are allowed",
+        ),
+        (
+            lambda: _create(
+                image_recipe_arn=IMAGE_RECIPE_ARN,
+                image_scanning_configuration={"ecrConfiguration": {"repositoryName": ""}},
+                image_tests_configuration={"timeoutMinutes": 5},
+            ),
+            "t: image_scanning_configuration.ecrConfiguration.repositoryName='' must have at least 1 character; "
+            "image_tests_configuration.timeoutMinutes=5 must be greater than or equal to 60",
+        ),
+        (
+            lambda: _start(image_pipeline_arn="arn:aws:s3:::b"),
+            "t: image_pipeline_arn='arn:aws:s3:::b' must be an image pipeline ARN "
+            "(pattern ^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):image-pipeline/[a-z0-9-_]+$)",
+        ),
+        (
+            lambda: _start(image_pipeline_arn=_PIPELINE, tags={f"k{i}": "v" for i in range(51)}),
+            "t: tags has 51 items; at most 50 are allowed",
+        ),
+        (
+            lambda: ImageBuilderImageSensor(task_id="t", image_build_version_arn={"recipe": "golden"})._checked_arn(),
+            "t: image_build_version_arn={'recipe': 'golden'} must be an image build version ARN, starting with "
+            "'arn:' (is the upstream XCom the ARN?)",
+        ),
+    ],
+)
+def test_messages_name_the_argument_the_value_and_the_rule_in_plain_words(define, message):
+    with pytest.raises(ValueError) as error:
+        define()
+    assert str(error.value) == message
+    assert len(message) <= 200
 
 
 def test_unknown_top_level_field_is_an_unknown_operator_argument():
@@ -96,9 +160,9 @@ def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
     output = capfd.readouterr().out
     states = task_states(dag_run)
     assert states["create_from_dict"] == states["create_from_none"] == states["sensor_on_dict"] == "failed"
-    assert "imageRecipeArn={'recipe': 'golden'}: Input should be a valid string" in output
-    assert "exactly one recipe is required: set either imageRecipeArn or containerRecipeArn (neither" in output
-    assert "image_build_version_arn must be an image build version ARN string, got dict {'recipe': 'golden'}" in output
+    assert "create_from_dict: image_recipe_arn={'recipe': 'golden'} must be a valid string" in output
+    assert "exactly one recipe is required: set either image_recipe_arn or container_recipe_arn (neither" in output
+    assert "image_build_version_arn={'recipe': 'golden'} must be an image build version ARN, starting with" in output
     assert fast_emulator.journal() == []
 
 
@@ -117,8 +181,6 @@ def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
     ],
 )
 def test_bad_api_retry_is_rejected_when_the_dag_is_parsed(api_retry, message):
-    from airflow_imagebuilder.sensors import ImageBuilderImageSensor
-
     with pytest.raises(ValueError, match=f"^build: {re.escape(message)}"):
         ImageBuilderCreateImageOperator(
             task_id="build",

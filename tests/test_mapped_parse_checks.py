@@ -30,7 +30,7 @@ def test_a_literal_in_partial_is_checked_when_the_mapped_task_runs():
         ImageBuilderCreateImageOperator.partial(
             task_id="build", infrastructure_configuration_arn=INFRASTRUCTURE_ARN, image_recipe_arn=BAD_RECIPE
         ).expand(tags=[{"shard": "0"}])
-    with pytest.raises(InvalidCreateImageRequest, match=r"task 'build': imageRecipeArn=.*pattern"):
+    with pytest.raises(InvalidCreateImageRequest, match=r"^build: image_recipe_arn=.* must be an image recipe ARN"):
         dag.task_dict["build"].unmap({"tags": {"shard": "0"}})
 
 
@@ -43,9 +43,9 @@ def test_each_mapped_value_is_checked_when_its_task_runs():
         ImageBuilderCreateImageOperator.partial(task_id="kwargs").expand_kwargs(upstream)
     build = dag.task_dict["build"]
     assert build.unmap({"image_recipe_arn": IMAGE_RECIPE_ARN}).image_recipe_arn == IMAGE_RECIPE_ARN
-    with pytest.raises(InvalidCreateImageRequest, match=r"task 'build': imageRecipeArn=.*pattern"):
+    with pytest.raises(InvalidCreateImageRequest, match=r"^build: image_recipe_arn=.* must be an image recipe ARN"):
         build.unmap({"image_recipe_arn": BAD_RECIPE})
-    with pytest.raises(InvalidCreateImageRequest, match="imageRecipeArn"):
+    with pytest.raises(InvalidCreateImageRequest, match=r"^kwargs: image_recipe_arn="):
         dag.task_dict["kwargs"].unmap(
             {"image_recipe_arn": BAD_RECIPE, "infrastructure_configuration_arn": INFRASTRUCTURE_ARN}
         )
@@ -74,9 +74,9 @@ def test_pipeline_arguments_are_checked_when_the_mapped_task_runs():
         ImageBuilderStartPipelineExecutionOperator.partial(task_id="tagged", tags={"aws:x": "v"}).expand(
             image_pipeline_arn=[PIPELINE_ARN]
         )
-    with pytest.raises(InvalidCreateImageRequest, match=r"task 'start': imagePipelineArn=.*pattern"):
+    with pytest.raises(InvalidCreateImageRequest, match=r"^start: image_pipeline_arn=.* must be an image pipeline ARN"):
         dag.task_dict["start"].unmap({"image_pipeline_arn": "arn:aws:s3:::bucket"})
-    with pytest.raises(InvalidCreateImageRequest, match="tags"):
+    with pytest.raises(InvalidCreateImageRequest, match=r"^tagged: tags key 'aws:x' must not start with 'aws:'"):
         dag.task_dict["tagged"].unmap({"image_pipeline_arn": PIPELINE_ARN})
 
 

@@ -22,10 +22,13 @@ from airflow_imagebuilder._decisions.fields import (
     IMAGE_RECIPE_ARN_PATTERN,
     INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
     LOG_GROUP_NAME_PATTERN,
+    NO_NUL_PATTERN,
     PARALLEL_GROUP_PATTERN,
+    PATTERN_RULES,
     REQUEST_FIELDS,
     TAG_KEY_PATTERN,
     WORKFLOW_ARN_PATTERN,
+    service_pattern,
 )
 from airflow_imagebuilder.models import (
     CreateImageRequest,
@@ -102,7 +105,7 @@ def test_service_accepts_more_than_the_reference_and_so_do_we():
 RULES = [
     ("clientToken", {"clientToken": ""}, "at least 1"),
     ("clientToken", {"clientToken": "x" * 65}, "at most 64"),
-    ("clientToken", {"clientToken": None}, "clientToken"),
+    ("clientToken", {"clientToken": None}, "client_token is required"),
     ("infrastructureConfigurationArn", {"infrastructureConfigurationArn": None}, "required"),
     (
         "infrastructureConfigurationArn",
@@ -139,7 +142,11 @@ RULES = [
         {"imageScanningConfiguration": {"ecrConfiguration": {"containerTags": [""]}}},
         "at least 1",
     ),
-    ("imageScanningConfiguration", {"imageScanningConfiguration": {"scanEverything": True}}, "not a field"),
+    (
+        "imageScanningConfiguration",
+        {"imageScanningConfiguration": {"scanEverything": True}},
+        ".scanEverything is not a known field",
+    ),
     ("imageTestsConfiguration", {"imageTestsConfiguration": {"timeoutMinutes": 59}}, "greater than or equal to 60"),
     ("imageTestsConfiguration", {"imageTestsConfiguration": {"timeoutMinutes": 1441}}, "less than or equal to 1440"),
     ("imageTestsConfiguration", {"imageTestsConfiguration": {"imageTestsEnabled": "perhaps"}}, "boolean"),
@@ -152,14 +159,18 @@ RULES = [
     ("tags", {"tags": {"bad#key": "v"}}, "pattern"),
     ("tags", {"tags": {"k": "v" * 257}}, "at most 256"),
     ("tags", {"tags": ["k", "v"]}, "mapping"),
-    ("workflows", {"workflows": [{}]}, "workflowArn: is required"),
+    ("workflows", {"workflows": [{}]}, "workflows[0].workflowArn is required"),
     (
         "workflows",
         {"workflows": [{"workflowArn": "arn:aws:imagebuilder:us-east-1:aws:workflow/deploy/x/1.0.0"}]},
         "pattern",
     ),
     ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "parameters": []}]}, "at least 1"),
-    ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "parameters": [{"name": "p"}]}]}, "value: is required"),
+    (
+        "workflows",
+        {"workflows": [{"workflowArn": WORKFLOW_ARN, "parameters": [{"name": "p"}]}]},
+        "parameters[0].value is required",
+    ),
     (
         "workflows",
         {"workflows": [{"workflowArn": WORKFLOW_ARN, "parameters": [{"name": "", "value": []}]}]},
@@ -173,14 +184,14 @@ RULES = [
     (
         "workflows",
         {"workflows": [{"workflowArn": WORKFLOW_ARN, "parameters": [{"name": "a\x00b", "value": []}]}]},
-        "pattern",
+        "must not contain a NUL character",
     ),
     ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "parallelGroup": "-starts-with-dash"}]}, "pattern"),
     ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "parallelGroup": "g" * 101}]}, "at most 100"),
     ("workflows", {"workflows": [{"workflowArn": WORKFLOW_ARN, "onFailure": "RETRY"}]}, "CONTINUE"),
     ("loggingConfiguration", {"loggingConfiguration": {"logGroupName": "bad group"}}, "pattern"),
     ("loggingConfiguration", {"loggingConfiguration": {"logGroupName": ""}}, "at least 1"),
-    ("unknown", {"imageRecipeARN": IMAGE_RECIPE_ARN}, "not a field of CreateImage"),
+    ("unknown", {"imageRecipeARN": IMAGE_RECIPE_ARN}, "imageRecipeARN is not a known field"),
     # The service's patterns are ECMA 262, whose $ does not match before a final newline as Python's does.
     ("imageRecipeArn", {"imageRecipeArn": IMAGE_RECIPE_ARN + "\n"}, "pattern"),
     ("containerRecipeArn", {"imageRecipeArn": None, "containerRecipeArn": CONTAINER_RECIPE_ARN + "\n"}, "pattern"),
@@ -200,9 +211,9 @@ def test_each_rule_has_a_failing_example_with_a_clear_message(field, change, rul
     with pytest.raises(InvalidCreateImageRequest) as caught:
         validate_request(data)
     message = str(caught.value)
-    assert rule in message
+    assert rule in message and "\\Z" not in message
     if field not in ("recipe", "unknown"):
-        assert field in message
+        assert REQUEST_FIELDS[field] in message  # the operator's argument
     # the service model agrees the request is invalid; the exceptions are rules the model does not express
     # (one recipe, JSON types) and NUL inside a workflow parameter name, which the model's unanchored
     # pattern [^\x00]+ lets through after another character but which is never meant.
@@ -336,24 +347,26 @@ def test_service_patterns_without_a_plain_python_reading_are_refused(pattern):
 
 
 def test_the_patterns_are_the_service_models_own():
-    # botocore's patterns are ECMA 262 ($: end of input only); fields.py holds them as Python regexes (\\Z for $).
+    # botocore's patterns are ECMA 262 ($: end of input only); fields.py holds them as Python regexes (\\Z for $),
+    # and messages show them (service_pattern) exactly as botocore's model writes them.
     members = {**operation_shapes("StartImagePipelineExecution")[0].members, **INPUT_SHAPE.members}
-    patterns = {
-        "infrastructureConfigurationArn": INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN,
-        "imageRecipeArn": IMAGE_RECIPE_ARN_PATTERN,
-        "containerRecipeArn": CONTAINER_RECIPE_ARN_PATTERN,
-        "distributionConfigurationArn": DISTRIBUTION_CONFIGURATION_ARN_PATTERN,
-        "executionRole": EXECUTION_ROLE_PATTERN,
-        "imagePipelineArn": IMAGE_PIPELINE_ARN_PATTERN,
-    }
-    for name, pattern in patterns.items():
-        assert pattern == python_pattern(members[name].metadata["pattern"]), name
-    assert python_pattern(members["tags"].key.metadata["pattern"]) == TAG_KEY_PATTERN
     workflow = members["workflows"].member.members
-    assert python_pattern(workflow["workflowArn"].metadata["pattern"]) == WORKFLOW_ARN_PATTERN
-    assert python_pattern(workflow["parallelGroup"].metadata["pattern"]) == PARALLEL_GROUP_PATTERN
-    logging = members["loggingConfiguration"].members
-    assert python_pattern(logging["logGroupName"].metadata["pattern"]) == LOG_GROUP_NAME_PATTERN
+    shapes = {
+        INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN: members["infrastructureConfigurationArn"],
+        IMAGE_RECIPE_ARN_PATTERN: members["imageRecipeArn"],
+        CONTAINER_RECIPE_ARN_PATTERN: members["containerRecipeArn"],
+        DISTRIBUTION_CONFIGURATION_ARN_PATTERN: members["distributionConfigurationArn"],
+        EXECUTION_ROLE_PATTERN: members["executionRole"],
+        IMAGE_PIPELINE_ARN_PATTERN: members["imagePipelineArn"],
+        TAG_KEY_PATTERN: members["tags"].key,
+        WORKFLOW_ARN_PATTERN: workflow["workflowArn"],
+        PARALLEL_GROUP_PATTERN: workflow["parallelGroup"],
+        LOG_GROUP_NAME_PATTERN: members["loggingConfiguration"].members["logGroupName"],
+    }
+    for pattern, shape in shapes.items():
+        assert pattern == python_pattern(shape.metadata["pattern"]), shape.name
+        assert service_pattern(pattern) == shape.metadata["pattern"], shape.name
+    assert set(PATTERN_RULES) == {*shapes, NO_NUL_PATTERN}  # every pattern has its rule in plain words
 
 
 def test_the_request_fields_are_the_models_own():

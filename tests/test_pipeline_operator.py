@@ -123,7 +123,9 @@ def test_a_templated_pipeline_arn_that_renders_invalid_makes_no_call(seeded, mon
     dag_run = run(monkeypatch, IB_PIPELINE="Not Valid!", IB_RETRIES="2")
     assert task_states(dag_run)["start"] == "failed"
     assert emulator.journal()[seeding_calls:] == []
-    assert "imagePipelineArn=" in capfd.readouterr().out
+    output = capfd.readouterr().out
+    assert "start: image_pipeline_arn='arn:aws:imagebuilder:" in output
+    assert "image-pipeline/Not Valid!' must be an image pipeline ARN (pattern ^arn:" in output
 
 
 def test_resource_in_use_is_retried_briefly_then_a_retryable_failure_naming_the_pipeline(seeded, monkeypatch, capfd):
@@ -140,7 +142,10 @@ def test_literal_pipeline_arns_are_checked_when_the_dag_is_parsed():
     from airflow_imagebuilder.exceptions import InvalidCreateImageRequest
     from airflow_imagebuilder.operators import ImageBuilderStartPipelineExecutionOperator
 
-    with pytest.raises(InvalidCreateImageRequest, match=r"imagePipelineArn=.*should match pattern"):
+    with pytest.raises(
+        InvalidCreateImageRequest,
+        match=r"^t: image_pipeline_arn='arn:aws:s3:::bucket' must be an image pipeline ARN \(pattern \^arn:",
+    ):
         ImageBuilderStartPipelineExecutionOperator(task_id="t", image_pipeline_arn="arn:aws:s3:::bucket")
     with pytest.raises(InvalidCreateImageRequest, match="tags"):
         ImageBuilderStartPipelineExecutionOperator(

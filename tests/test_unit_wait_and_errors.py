@@ -341,12 +341,13 @@ def test_long_values_are_shortened_in_validation_messages():
             {
                 "clientToken": "t",
                 "imageRecipeArn": IMAGE_RECIPE_ARN,
-                "infrastructureConfigurationArn": INFRASTRUCTURE_ARN,
+                "infrastructureConfigurationArn": "arn:" + "x" * 300,
                 "tags": tags,
             }
         )
     message = str(error.value)
-    assert "tags=" in message and "at most 50 items" in message and len(message) < 400
+    assert message.startswith("Invalid CreateImage request: infrastructure_configuration_arn='arn:xxx")
+    assert "...<" in message and message.endswith("; tags has 51 items; at most 50 are allowed") and len(message) < 400
     assert isinstance(error.value, ImageBuilderError)
 
 

@@ -30,6 +30,28 @@ PARALLEL_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-_+#]{0,99}\Z"
 LOG_GROUP_NAME_PATTERN = r"^[a-zA-Z0-9\-_/\.]{1,512}\Z"
 NO_NUL_PATTERN = r"^[^\x00]*\Z"
 
+#: Each pattern's rule in plain words, for messages; :func:`service_pattern` shows the pattern beside it, except
+#: the NUL rule's, which is stricter than the service model's unanchored ``[^\x00]+``.
+PATTERN_RULES: dict[str, str] = {
+    IMAGE_RECIPE_ARN_PATTERN: "must be an image recipe ARN",
+    CONTAINER_RECIPE_ARN_PATTERN: "must be a container recipe ARN",
+    DISTRIBUTION_CONFIGURATION_ARN_PATTERN: "must be a distribution configuration ARN",
+    INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN: "must be an infrastructure configuration ARN",
+    IMAGE_PIPELINE_ARN_PATTERN: "must be an image pipeline ARN",
+    EXECUTION_ROLE_PATTERN: "must be an IAM role name or ARN",
+    TAG_KEY_PATTERN: "must not start with 'aws:' and may contain only letters, digits, spaces and _.:/=+-@",
+    WORKFLOW_ARN_PATTERN: "must be the ARN of a build, test or distribution workflow version",
+    PARALLEL_GROUP_PATTERN: "must start with a letter or digit, then contain only letters, digits and -_+#",
+    LOG_GROUP_NAME_PATTERN: "may contain only letters, digits and -_/.",
+    NO_NUL_PATTERN: "must not contain a NUL character",
+}
+
+
+def service_pattern(pattern: str) -> str:
+    """A pattern above as the service model writes it (ECMA 262: ``$`` and ``\\s``), as its API reference shows it."""
+    return pattern.replace(r"\Z", "$").replace(ECMA_SPACE, r"\s")
+
+
 MAX_TAGS = 50
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
