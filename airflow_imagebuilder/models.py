@@ -5,7 +5,7 @@ too) and ``request.model_dump(by_alias=True, exclude_none=True)`` is exactly the
 ``create_image`` takes.  Every constraint of the CreateImage reference is enforced here, before any API call.
 
 Where botocore's current ``imagebuilder`` model accepts more than the published reference, the model follows the
-service (each case is listed in the README under "Validation"):
+service (each case is listed in docs/guides/validation.md):
 
 * ``clientToken`` may be up to 64 characters (reference: 36);
 * recipe ARNs may use ``x`` wildcards in the version (``.../golden/1.x.x``);
