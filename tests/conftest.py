@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from airflow_imagebuilder.testing.pytest_plugin import TEST_AWS_ENVIRONMENT
+
 pytest_plugins = ["airflow_imagebuilder.testing.pytest_plugin"]
 
 TESTS = Path(__file__).parent
@@ -25,12 +27,7 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(TESTS / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        **TEST_AWS_ENVIRONMENT,
         # Airflow 3.0's dag.test() wraps error lines at the terminal width (80 without a terminal): the tests
         # read whole messages
         "COLUMNS": "500",

@@ -35,6 +35,16 @@ from airflow_imagebuilder.testing.processes import local_client
 AIRFLOW_HOME: Path | None = None
 #: The longest a sleep lasts during :meth:`ImageBuilderDagRunner.run`: builds move when polled, not with time.
 SHORT_SLEEP = 0.01
+#: AWS settings of a test that must never reach a real account: test keys in us-east-1, no profile, no config or
+#: credentials file, no instance metadata.
+TEST_AWS_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -158,12 +168,7 @@ def imagebuilder_dags(
         for name, value in {
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
             "AWS_ENDPOINT_URL_IMAGEBUILDER": emulator.endpoint_url,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **TEST_AWS_ENVIRONMENT,
         }.items():
             monkeypatch.setenv(name, value)
         yield ImageBuilderDagRunner(emulator, monkeypatch)
