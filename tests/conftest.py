@@ -17,24 +17,28 @@ from typing import Any
 
 import pytest
 
-from airflow_imagebuilder.testing.pytest_plugin import TEST_AWS_ENVIRONMENT
-
 pytest_plugins = ["airflow_imagebuilder.testing.pytest_plugin"]
 
 TESTS = Path(__file__).parent
-os.environ.update(
-    {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TESTS / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        **TEST_AWS_ENVIRONMENT,
-        # Airflow 3.0's dag.test() wraps error lines at the terminal width (80 without a terminal): the tests
-        # read whole messages
-        "COLUMNS": "500",
-    }
-)
-for name in ("AIRFLOW_CONN_AWS_DEFAULT", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-    os.environ.pop(name, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from airflow_imagebuilder.testing.pytest_plugin import TEST_AWS_ENVIRONMENT  # once pytest has loaded the plugin
+
+    os.environ.update(
+        {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(TESTS / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            **TEST_AWS_ENVIRONMENT,
+            # Airflow 3.0's dag.test() wraps error lines at the terminal width (80 without a terminal): the tests
+            # read whole messages
+            "COLUMNS": "500",
+        }
+    )
+    for name in ("AIRFLOW_CONN_AWS_DEFAULT", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
