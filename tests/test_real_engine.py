@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -35,10 +37,17 @@ def images_by_week(endpoint: str) -> dict[str, list[str]]:
     return images_by_tag(endpoint, "patch-week")
 
 
+STATUS_LINE = re.compile(r"Image arn:\S+ is ([A-Z]+) \(")
+
+
+def log_lines(log: Path) -> list[dict[str, Any]]:
+    """The lines of an Airflow 3 task or trigger log (JSON lines)."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
 def loud_lines(log: Path) -> list[str]:
-    """The lines of an Airflow 3 task or trigger log (JSON lines) at warning level or above."""
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    return [f"{log.name}: {line}" for line in lines if line.get("level") in ("warning", "error", "critical")]
+    """The lines of a task or trigger log at warning level or above."""
+    return [f"{log.name}: {line}" for line in log_lines(log) if line.get("level") in ("warning", "error", "critical")]
 
 
 @pytest.mark.parametrize("kind", engines())
@@ -66,6 +75,11 @@ def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
             build_logs = list((tmp_path / "logs/dag_id=imagebuilder_golden_ami").rglob("task_id=*_image/*.log*"))
             assert len(build_logs) >= 3, build_logs  # the operator's, the sensor's and its trigger's
             assert not [line for log in build_logs for line in loud_lines(log)]
+            # one line per status transition of the sensor's wait, across the worker and the triggerer
+            wait_logs = sorted(log for log in build_logs if "task_id=wait_for_image" in str(log))
+            events = sorted((line for log in wait_logs for line in log_lines(log)), key=lambda line: line["timestamp"])
+            statuses = [match[1] for line in events if (match := STATUS_LINE.match(line.get("event", "")))]
+            assert statuses[-1] == "AVAILABLE" and len(set(statuses)) == len(statuses), statuses
 
             # 2. backfill the weekly DAG over three logical dates: exactly one image per date
             engine.cli(
