@@ -20,14 +20,23 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import sqlalchemy
 
-from airflow_imagebuilder.testing.processes import free_port
+from airflow_imagebuilder.testing.examples import seed_example_resources
+from airflow_imagebuilder.testing.processes import (
+    ServiceProcess,
+    aws_connection_uri,
+    emulator_process,
+    free_port,
+    local_client,
+    moto_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +117,11 @@ class AirflowEngine:
         self.commands: dict[str, list[str]] = {}
         self.db = sqlalchemy.create_engine(self.sql_alchemy_conn, pool_pre_ping=True)  # survives a database restart
 
+    @property
+    def url(self) -> str:
+        """The api-server's base URL (the UI is at its root)."""
+        return f"http://127.0.0.1:{self.api_port}"
+
     def cli(self, *args: str, check: bool = True) -> str:
         for _ in range(5):  # SQLite allows one writer: a CLI write can lose the race against the scheduler
             result = subprocess.run(
@@ -127,7 +141,7 @@ class AirflowEngine:
         restarting); a 4xx fails at once.
         """
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}/api/v2{path}",
+            f"{self.url}/api/v2{path}",
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method=method,
@@ -293,3 +307,40 @@ class AirflowEngine:
     def log_tail(self, name: str, size: int = 4000) -> str:
         path = self.home / f"{name}.log"
         return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+@dataclass
+class ExampleDeployment:
+    """The example DAGs' world: the emulator (resources seeded), moto (SSM, ...) and the engine using both."""
+
+    emulator: ServiceProcess
+    moto: ServiceProcess
+    engine: AirflowEngine
+
+
+#: Build phases long enough that a deferred sensor's trigger still finds the build running at its first poll, so it
+#: fires a poke interval later rather than at once.  A trigger that fires at once can resume the task before a busy
+#: scheduler has read the executor's report of the deferring process's exit; Airflow (3.3.2) then takes that stale
+#: report for the resumed attempt's and fails the task ("finished with state success, but the task instance's
+#: state attribute is running").  For runs that must not fail that way; each build takes about 20 s.
+UNHURRIED_PHASE_SECONDS = 3.0
+
+
+@contextlib.contextmanager
+def example_deployment(
+    home: Path, kind: str = "sqlite-local", *, phase_seconds: float = 1.0
+) -> Iterator[ExampleDeployment]:
+    """The emulator with the example DAGs' resources, moto, and an engine at both; all stopped after."""
+    with emulator_process(phase_seconds=phase_seconds, log_dir=home) as emulator, moto_process(log_dir=home) as moto:
+        seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
+        with AirflowEngine(home, aws_connection_uri(emulator.endpoint_url, moto.endpoint_url), kind) as engine:
+            yield ExampleDeployment(emulator, moto, engine)
+
+
+def run_golden_ami_chain(engine: AirflowEngine) -> str:
+    """Trigger the golden-AMI chain and wait for its success; the run id."""
+    engine.cli("dags", "unpause", "imagebuilder_golden_ami")
+    engine.cli("dags", "trigger", "imagebuilder_golden_ami")
+    engine.wait_for_runs("imagebuilder_golden_ami", 1)
+    [run_id] = engine.runs("imagebuilder_golden_ami")
+    return run_id

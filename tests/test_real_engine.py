@@ -15,7 +15,7 @@ from airflow_imagebuilder.testing import EmulatorControl
 from airflow_imagebuilder.testing.events import wire_events_to_queue
 from airflow_imagebuilder.testing.examples import seed_example_resources
 from airflow_imagebuilder.testing.processes import aws_connection_uri, emulator_process, local_client, moto_process
-from tests.engine import AirflowEngine, engines
+from tests.engine import AirflowEngine, engines, example_deployment, run_golden_ami_chain
 
 pytestmark = pytest.mark.slow
 BACKFILL_WEEKS = ["2026-10-05", "2026-10-12", "2026-10-19"]
@@ -52,136 +52,130 @@ def loud_lines(log: Path) -> list[str]:
 
 @pytest.mark.parametrize("kind", engines())
 def test_examples_on_a_real_scheduler_and_triggerer(tmp_path: Path, kind: str):
-    with emulator_process(phase_seconds=1.0, log_dir=tmp_path) as emulator, moto_process(log_dir=tmp_path) as moto:
-        connection = aws_connection_uri(emulator.endpoint_url, moto.endpoint_url)
+    with example_deployment(tmp_path, kind) as deployment:
+        emulator, moto, engine = deployment.emulator, deployment.moto, deployment.engine
         control = EmulatorControl(emulator.endpoint_url)
-        seed_example_resources(local_client("imagebuilder", emulator.endpoint_url))
-        with AirflowEngine(tmp_path, connection, kind) as engine:
-            # 1. the chain: create -> deferrable sensor (triggerer) -> SSM + Asset event -> rollout DAG
-            engine.cli("dags", "unpause", "imagebuilder_golden_ami")
-            engine.cli("dags", "unpause", "imagebuilder_rollout")
-            engine.cli("dags", "trigger", "imagebuilder_golden_ami")
-            engine.wait_for_runs("imagebuilder_golden_ami", 1)
-            engine.wait_for_runs("imagebuilder_rollout", 1)  # scheduled by the Asset event
-            ssm = boto3.client("ssm", endpoint_url=moto.endpoint_url, region_name="us-east-1")
-            ami = ssm.get_parameter(Name="/golden-ami/golden-base/latest")["Parameter"]["Value"]
-            assert ami.startswith("ami-")
-            # the deferred sensor really ran in the triggerer process
-            trigger_logs = list((tmp_path / "logs").rglob("task_id=wait_for_image/*.log.trigger.*.log"))
-            assert trigger_logs, "no triggerer log for the deferred sensor"
-            trigger_log = trigger_logs[0].read_text()
-            assert "Trigger fired event" in trigger_log and "is AVAILABLE" in trigger_log
-            # a successful build logs nothing at warning or above, in the worker or the triggerer
-            build_logs = list((tmp_path / "logs/dag_id=imagebuilder_golden_ami").rglob("task_id=*_image/*.log*"))
-            assert len(build_logs) >= 3, build_logs  # the operator's, the sensor's and its trigger's
-            assert not [line for log in build_logs for line in loud_lines(log)]
-            # one line per status transition of the sensor's wait, across the worker and the triggerer
-            wait_logs = sorted(log for log in build_logs if "task_id=wait_for_image" in str(log))
-            events = sorted((line for log in wait_logs for line in log_lines(log)), key=lambda line: line["timestamp"])
-            statuses = [match[1] for line in events if (match := STATUS_LINE.match(line.get("event", "")))]
-            assert statuses[-1] == "AVAILABLE" and len(set(statuses)) == len(statuses), statuses
+        # 1. the chain: create -> deferrable sensor (triggerer) -> SSM + Asset event -> rollout DAG
+        engine.cli("dags", "unpause", "imagebuilder_rollout")
+        run_golden_ami_chain(engine)
+        engine.wait_for_runs("imagebuilder_rollout", 1)  # scheduled by the Asset event
+        ssm = boto3.client("ssm", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+        ami = ssm.get_parameter(Name="/golden-ami/golden-base/latest")["Parameter"]["Value"]
+        assert ami.startswith("ami-")
+        # the deferred sensor really ran in the triggerer process
+        trigger_logs = list((tmp_path / "logs").rglob("task_id=wait_for_image/*.log.trigger.*.log"))
+        assert trigger_logs, "no triggerer log for the deferred sensor"
+        trigger_log = trigger_logs[0].read_text()
+        assert "Trigger fired event" in trigger_log and "is AVAILABLE" in trigger_log
+        # a successful build logs nothing at warning or above, in the worker or the triggerer
+        build_logs = list((tmp_path / "logs/dag_id=imagebuilder_golden_ami").rglob("task_id=*_image/*.log*"))
+        assert len(build_logs) >= 3, build_logs  # the operator's, the sensor's and its trigger's
+        assert not [line for log in build_logs for line in loud_lines(log)]
+        # one line per status transition of the sensor's wait, across the worker and the triggerer
+        wait_logs = sorted(log for log in build_logs if "task_id=wait_for_image" in str(log))
+        events = sorted((line for log in wait_logs for line in log_lines(log)), key=lambda line: line["timestamp"])
+        statuses = [match[1] for line in events if (match := STATUS_LINE.match(line.get("event", "")))]
+        assert statuses[-1] == "AVAILABLE" and len(set(statuses)) == len(statuses), statuses
 
-            # 2. backfill the weekly DAG over three logical dates: exactly one image per date
-            engine.cli(
-                "backfill",
-                "create",
-                "--dag-id",
-                "imagebuilder_weekly_rebuild",
-                "--from-date",
-                "2026-10-05",
-                "--to-date",
-                "2026-10-20",
-            )
-            engine.cli("dags", "unpause", "imagebuilder_weekly_rebuild")
+        # 2. backfill the weekly DAG over three logical dates: exactly one image per date
+        engine.cli(
+            "backfill",
+            "create",
+            "--dag-id",
+            "imagebuilder_weekly_rebuild",
+            "--from-date",
+            "2026-10-05",
+            "--to-date",
+            "2026-10-20",
+        )
+        engine.cli("dags", "unpause", "imagebuilder_weekly_rebuild")
 
-            engine.wait_for_runs("imagebuilder_weekly_rebuild", 3, prefix="backfill__")
-            weeks = images_by_week(emulator.endpoint_url)
-            assert {week: len(weeks.get(week, [])) for week in BACKFILL_WEEKS} == dict.fromkeys(BACKFILL_WEEKS, 1)
+        engine.wait_for_runs("imagebuilder_weekly_rebuild", 3, prefix="backfill__")
+        weeks = images_by_week(emulator.endpoint_url)
+        assert {week: len(weeks.get(week, [])) for week in BACKFILL_WEEKS} == dict.fromkeys(BACKFILL_WEEKS, 1)
 
-            # 3. clear and rerun one date: no new image, the rerun reuses that week's image
-            creates_before = len(control.journal("CreateImage"))
-            engine.cli(
-                "tasks",
-                "clear",
-                "imagebuilder_weekly_rebuild",
-                "--yes",
-                "--start-date",
-                "2026-10-12T04:00:00+00:00",
-                "--end-date",
-                "2026-10-12T04:00:00+00:00",
-            )
-            engine.wait_until(
-                lambda: (
-                    engine.query(
-                        "select try_number, state from task_instance where dag_id = 'imagebuilder_weekly_rebuild' "
-                        "and run_id = 'backfill__2026-10-12T04:00:00+00:00'"
-                    )
-                    == [(2, "success")]
-                ),
-                "the cleared week to run again",
-            )
-            assert len(images_by_week(emulator.endpoint_url)["2026-10-12"]) == 1
-            assert len(control.journal("CreateImage")) > creates_before  # it did call CreateImage (same token)
-            week_tokens = {
-                entry["client_token"]
-                for entry in control.journal("CreateImage")
-                if entry["image_arn"] in images_by_week(emulator.endpoint_url)["2026-10-12"]
-            }
-            assert len(week_tokens) == 1
+        # 3. clear and rerun one date: no new image, the rerun reuses that week's image
+        creates_before = len(control.journal("CreateImage"))
+        engine.cli(
+            "tasks",
+            "clear",
+            "imagebuilder_weekly_rebuild",
+            "--yes",
+            "--start-date",
+            "2026-10-12T04:00:00+00:00",
+            "--end-date",
+            "2026-10-12T04:00:00+00:00",
+        )
+        engine.wait_until(
+            lambda: (
+                engine.query(
+                    "select try_number, state from task_instance where dag_id = 'imagebuilder_weekly_rebuild' "
+                    "and run_id = 'backfill__2026-10-12T04:00:00+00:00'"
+                )
+                == [(2, "success")]
+            ),
+            "the cleared week to run again",
+        )
+        assert len(images_by_week(emulator.endpoint_url)["2026-10-12"]) == 1
+        assert len(control.journal("CreateImage")) > creates_before  # it did call CreateImage (same token)
+        week_tokens = {
+            entry["client_token"]
+            for entry in control.journal("CreateImage")
+            if entry["image_arn"] in images_by_week(emulator.endpoint_url)["2026-10-12"]
+        }
+        assert len(week_tokens) == 1
 
-            # 4. a user clears the task while it is deferred: the triggerer's on_kill cancels the build
-            #    (Airflow 3.3+), and the task builds anew since that build is CANCELLED. The new try may start
-            #    before the triggerer has cancelled (an Airflow race), follow the doomed build and fail once on
-            #    CANCELLED; its retry then builds anew.
-            control.set_phase_seconds(60)
-            date = "2026-11-25T04:00:00+00:00"
-            engine.cli("dags", "trigger", "imagebuilder_weekly_rebuild", "--logical-date", date)
-            engine.wait_until(
-                lambda: (
-                    engine.query(
-                        "select ti.state from task_instance ti join dag_run dr on dr.run_id = ti.run_id "
-                        "and dr.dag_id = ti.dag_id where dr.dag_id = 'imagebuilder_weekly_rebuild' "
-                        "and dr.run_type = 'manual'"
-                    )
-                    == [("deferred",)]
-                ),
-                "the manual run's task to defer",
-            )
-            control.set_phase_seconds(1)
-            engine.cli(
-                "tasks", "clear", "imagebuilder_weekly_rebuild", "--yes", "--start-date", date, "--end-date", date
-            )
-            engine.wait_until(
-                lambda: (
-                    sorted(control.images()[arn] for arn in images_by_week(emulator.endpoint_url).get("2026-11-25", []))
-                    == ["AVAILABLE", "CANCELLED"]
-                ),
-                "the cleared deferred build to be cancelled and rebuilt",
-            )
-            assert len(control.journal("CancelImageCreation")) == 1
-            engine.wait_for_runs("imagebuilder_weekly_rebuild", 1, prefix="manual__")
-            engine.cli("dags", "pause", "imagebuilder_weekly_rebuild")
+        # 4. a user clears the task while it is deferred: the triggerer's on_kill cancels the build
+        #    (Airflow 3.3+), and the task builds anew since that build is CANCELLED. The new try may start
+        #    before the triggerer has cancelled (an Airflow race), follow the doomed build and fail once on
+        #    CANCELLED; its retry then builds anew.
+        control.set_phase_seconds(60)
+        date = "2026-11-25T04:00:00+00:00"
+        engine.cli("dags", "trigger", "imagebuilder_weekly_rebuild", "--logical-date", date)
+        engine.wait_until(
+            lambda: (
+                engine.query(
+                    "select ti.state from task_instance ti join dag_run dr on dr.run_id = ti.run_id "
+                    "and dr.dag_id = ti.dag_id where dr.dag_id = 'imagebuilder_weekly_rebuild' "
+                    "and dr.run_type = 'manual'"
+                )
+                == [("deferred",)]
+            ),
+            "the manual run's task to defer",
+        )
+        control.set_phase_seconds(1)
+        engine.cli("tasks", "clear", "imagebuilder_weekly_rebuild", "--yes", "--start-date", date, "--end-date", date)
+        engine.wait_until(
+            lambda: (
+                sorted(control.images()[arn] for arn in images_by_week(emulator.endpoint_url).get("2026-11-25", []))
+                == ["AVAILABLE", "CANCELLED"]
+            ),
+            "the cleared deferred build to be cancelled and rebuilt",
+        )
+        assert len(control.journal("CancelImageCreation")) == 1
+        engine.wait_for_runs("imagebuilder_weekly_rebuild", 1, prefix="manual__")
+        engine.cli("dags", "pause", "imagebuilder_weekly_rebuild")
 
-            # 5. backfill five nights of the pipeline DAG: one pipeline execution per night, AMIs published
-            control.set_phase_seconds(1)
-            engine.cli(
-                "backfill",
-                "create",
-                "--dag-id",
-                "imagebuilder_pipeline_nightly",
-                "--from-date",
-                BACKFILL_NIGHTS[0],
-                "--to-date",
-                BACKFILL_NIGHTS[-1] + "T03:00:00+00:00",
-            )
-            engine.cli("dags", "unpause", "imagebuilder_pipeline_nightly")
-            engine.wait_for_runs("imagebuilder_pipeline_nightly", len(BACKFILL_NIGHTS), prefix="backfill__")
-            engine.cli("dags", "pause", "imagebuilder_pipeline_nightly")  # catchup would go on to today
-            nights = images_by_tag(emulator.endpoint_url, "night")
-            assert {night: len(nights.get(night, [])) for night in BACKFILL_NIGHTS} == dict.fromkeys(BACKFILL_NIGHTS, 1)
-            assert all(len(arns) == 1 for arns in nights.values())  # catchup nights too: one execution each
-            ami = ssm.get_parameter(Name="/golden-ami/nightly/latest")["Parameter"]["Value"]
-            assert ami.startswith("ami-")
+        # 5. backfill five nights of the pipeline DAG: one pipeline execution per night, AMIs published
+        control.set_phase_seconds(1)
+        engine.cli(
+            "backfill",
+            "create",
+            "--dag-id",
+            "imagebuilder_pipeline_nightly",
+            "--from-date",
+            BACKFILL_NIGHTS[0],
+            "--to-date",
+            BACKFILL_NIGHTS[-1] + "T03:00:00+00:00",
+        )
+        engine.cli("dags", "unpause", "imagebuilder_pipeline_nightly")
+        engine.wait_for_runs("imagebuilder_pipeline_nightly", len(BACKFILL_NIGHTS), prefix="backfill__")
+        engine.cli("dags", "pause", "imagebuilder_pipeline_nightly")  # catchup would go on to today
+        nights = images_by_tag(emulator.endpoint_url, "night")
+        assert {night: len(nights.get(night, [])) for night in BACKFILL_NIGHTS} == dict.fromkeys(BACKFILL_NIGHTS, 1)
+        assert all(len(arns) == 1 for arns in nights.values())  # catchup nights too: one execution each
+        ami = ssm.get_parameter(Name="/golden-ami/nightly/latest")["Parameter"]["Value"]
+        assert ami.startswith("ami-")
 
 
 @pytest.mark.parametrize("kind", engines())
