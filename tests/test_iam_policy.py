@@ -385,6 +385,7 @@ def test_the_provider_policy_leaves_the_example_dags_calls_out():
     assert not actions & EXAMPLE_ACTIONS
 
 
+@pytest.mark.slow  # the flows run the example DAGs
 def test_the_policy_allows_every_call_the_flows_made(needs):
     provider = [need for need in needs if need.action not in EXAMPLE_ACTIONS]
     operations = {need.call for need in provider}
@@ -409,6 +410,7 @@ def test_the_policy_allows_every_call_the_flows_made(needs):
     assert examples and denied(load_policy(EXAMPLE_POLICY), examples) == []
 
 
+@pytest.mark.slow
 def test_every_action_of_the_policy_was_needed(needs):
     needed = {need.action for need in needs}
     granted = {action for statement in load_policy(POLICY)["Statement"] for action in listed(statement, "Action")}
@@ -419,6 +421,7 @@ def test_every_action_of_the_policy_was_needed(needs):
 GRANTED = sorted({action for statement in load_policy(POLICY)["Statement"] for action in listed(statement, "Action")})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", GRANTED)
 def test_taking_an_action_out_of_the_policy_is_caught(needs, action):
     calls = [need for need in needs if need.action == action]

@@ -43,6 +43,10 @@ NOT_RUN = {
     "make lock": "rewrites locks/ from the package registry; make lint checks that the locks match pyproject.toml",
     "make lint": "the first step of make test",
     "make docs": "builds into the checkout's build/site; test_the_docs_site_builds builds the same site",
+    "python -m pytest -q tests/test_golden_image.py": "test_the_readme_test_of_an_own_dag_passes_in_seconds_against_"
+    "the_installed_wheel (slow) runs it from the wheel, non-editable; tests/test_dag_testing.py runs such DAGs",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True python -m pytest -q tests/test_golden_image.py": "the same, "
+    "deferrable",
     "make dist": "builds into the checkout's dist/; tests/test_packaging.py builds, checks and installs the release",
     "make bench": "benchmarks take minutes and print ratios, they assert nothing",
     "docker compose up": "needs docker; tests/test_docker_compose.py checks the compose file",
