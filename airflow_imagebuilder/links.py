@@ -153,14 +153,15 @@ class ImageBuilderAmiLink(BaseAwsLink):
     def record(cls, context: Context, operator: Any, image_arn: str, amis: Sequence[Mapping[str, Any]]) -> None:
         """Persist the link to the first of ``amis`` (the ``amis`` XCom) and log it once.
 
-        No AMI (not AVAILABLE yet, or a container image): the link is stored as empty, which Airflow shows as no
-        link, so that Airflow reading every link when the task defers or ends finds this one.  The partition is the
+        No AMI (not AVAILABLE yet, or a container image): the link is stored as empty (``{}``: Airflow 3.0's
+        execution API refuses a null value), which Airflow shows as no link, so that Airflow reading every link when
+        the task defers or ends finds this one.  The partition is the
         image build version's (an image distributes within its own partition).
         """
         first = next((ami for ami in amis if ami.get("image") and ami.get("region")), None)
         if first is None:
             if operator.do_xcom_push:
-                context["ti"].xcom_push(key=cls.key, value=None)
+                context["ti"].xcom_push(key=cls.key, value={})
             return
         partition, _ = _partition_and_region(image_arn, operator)
         region, ami_id = str(first["region"]), str(first["image"])

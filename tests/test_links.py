@@ -136,7 +136,7 @@ def test_without_an_ami_the_ami_link_is_stored_empty():
     # "XCom not found" error); BaseAwsLink.get_link renders an empty value as no link.
     recorder = Recorder()
     ImageBuilderAmiLink.record(recorder.context, recorder, BUILDS["aws"][0], [])
-    assert recorder.xcoms == {ImageBuilderAmiLink.key: None}
+    assert recorder.xcoms == {ImageBuilderAmiLink.key: {}}
     recorder.log.info.assert_not_called()
 
 
