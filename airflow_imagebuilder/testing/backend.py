@@ -836,8 +836,7 @@ class ImageBuilderBackend:
                     "not valid: the recipe must be the same type, image or container, as the pipeline's current "
                     "recipe.",
                 )
-            if "imageRecipeArn" not in request and "containerRecipeArn" not in request:
-                request |= members(pipeline.request, ("imageRecipeArn", "containerRecipeArn"))
+            # No selective updates (the API reference): the request names the recipe, as CreateImagePipeline does.
             recipe, _, _ = self._references(region, request)
             request |= {"name": pipeline.name, "status": params.get("status", "ENABLED")}
             if "tags" in pipeline.request:

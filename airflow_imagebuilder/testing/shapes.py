@@ -100,13 +100,22 @@ def check_shape(value: Any, shape: Shape, path: str | None = None) -> list[str]:
     return errors
 
 
+#: The JSON value each container or string shape takes, and how a message names it.
+_JSON_TYPES: dict[str, tuple[type, str]] = {
+    "structure": (dict, "an object"),
+    "list": (list, "a list"),
+    "map": (dict, "a map"),
+    "string": (str, "a string"),
+}
+
+
 def _check(value: Any, shape: Shape, path: str, errors: list[str]) -> None:
     kind = shape.type_name
     meta = shape.metadata
+    if kind in _JSON_TYPES and not isinstance(value, _JSON_TYPES[kind][0]):
+        errors.append(f"{path}: expected {_JSON_TYPES[kind][1]}, got {type(value).__name__} {value!r:.80}")
+        return
     if kind == "structure":
-        if not isinstance(value, dict):
-            errors.append(f"{path}: expected an object, got {type(value).__name__}")
-            return
         members = shape.members
         for name in value:
             if name not in members:
@@ -119,26 +128,17 @@ def _check(value: Any, shape: Shape, path: str, errors: list[str]) -> None:
                 _check(member_value, members[name], f"{path}.{name}", errors)
         return
     if kind == "list":
-        if not isinstance(value, list):
-            errors.append(f"{path}: expected a list, got {type(value).__name__}")
-            return
         _check_size(len(value), meta, path, "items", errors)
         for index, item in enumerate(value):
             _check(item, shape.member, f"{path}[{index}]", errors)
         return
     if kind == "map":
-        if not isinstance(value, dict):
-            errors.append(f"{path}: expected a map, got {type(value).__name__}")
-            return
         _check_size(len(value), meta, path, "entries", errors)
         for key, item in value.items():
             _check(key, shape.key, f"{path}.<key {key!r}>", errors)
             _check(item, shape.value, f"{path}.{key}", errors)
         return
     if kind == "string":
-        if not isinstance(value, str):
-            errors.append(f"{path}: expected a string, got {type(value).__name__} {value!r}")
-            return
         _check_size(len(value), meta, path, "characters", errors)
         if "pattern" in meta and not _compiled(meta["pattern"]).search(value):
             errors.append(f"{path}: {value!r} does not match pattern {meta['pattern']}")

@@ -222,6 +222,22 @@ def test_2_an_update_cannot_change_the_pipeline_recipe_type(strict_client):
     )
 
 
+def test_2_an_update_names_the_recipe(strict_client):
+    """UpdateImagePipeline, the API reference: "You must specify exactly one recipe for your image, using either a
+    containerRecipeArn or an imageRecipeArn", and it "does not support selective updates": a request without a
+    recipe does not keep the current one."""
+    recipe = image_recipe(strict_client)["imageRecipeArn"]
+    infra = infrastructure(strict_client)
+    pipeline = strict_client.create_image_pipeline(
+        name="golden", imageRecipeArn=recipe, infrastructureConfigurationArn=infra
+    )["imagePipelineArn"]
+    status, code, message = error_of(
+        strict_client.update_image_pipeline, imagePipelineArn=pipeline, infrastructureConfigurationArn=infra
+    )
+    assert (status, code) == (400, "InvalidRequestException")
+    assert "You must specify exactly one recipe for your image" in message
+
+
 def test_3_a_recipe_lists_each_component_once(lenient_client):
     """CreateImageRecipe, the model's ``components``: "You can specify each component only one time in a recipe"
     (another version of the same component is the same component)."""
