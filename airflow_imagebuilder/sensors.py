@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -14,6 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturn
 
 from airflow_imagebuilder import exceptions
 from airflow_imagebuilder._decisions import diagnostics, waiting
+from airflow_imagebuilder._decisions.fields import IMAGE_BUILD_VERSION_ARN_PATTERN, PATTERN_RULES
 from airflow_imagebuilder._decisions.states import DEFAULT_NOT_FOUND_GRACE, DEFAULT_SAFETY_POLL_INTERVAL
 from airflow_imagebuilder._image_wait import ImageWaitMixin, finish_image
 from airflow_imagebuilder.hooks import ImageBuilderHook
@@ -94,10 +96,11 @@ class ImageBuilderImageSensor(AwsBaseSensor[ImageBuilderHook], ImageWaitMixin):
 
     def _checked_arn(self) -> str:
         arn = self.image_build_version_arn
-        if not isinstance(arn, str) or not arn.startswith("arn:"):
+        if not isinstance(arn, str) or not re.match(IMAGE_BUILD_VERSION_ARN_PATTERN, arn):
+            rule = PATTERN_RULES[IMAGE_BUILD_VERSION_ARN_PATTERN]
             raise ValueError(
-                f"{self.task_id}: image_build_version_arn={exceptions.shorten(arn)} must be an image build version "
-                "ARN, starting with 'arn:' (is the upstream XCom the ARN?)"
+                f"{self.task_id}: image_build_version_arn={exceptions.shorten(arn)} {rule} (is the upstream XCom the "
+                "ARN?)"
             )
         return arn
 

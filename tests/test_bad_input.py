@@ -130,8 +130,15 @@ def _start(**kwargs):
         ),
         (
             lambda: ImageBuilderImageSensor(task_id="t", image_build_version_arn={"recipe": "golden"})._checked_arn(),
-            "t: image_build_version_arn={'recipe': 'golden'} must be an image build version ARN, starting with "
-            "'arn:' (is the upstream XCom the ARN?)",
+            "t: image_build_version_arn={'recipe': 'golden'} must be an image build version ARN: "
+            "arn:<partition>:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build> (is the upstream XCom the "
+            "ARN?)",
+        ),
+        (
+            lambda: ImageBuilderImageSensor(task_id="t", image_build_version_arn="arn:aws:s3:::b")._checked_arn(),
+            "t: image_build_version_arn='arn:aws:s3:::b' must be an image build version ARN: "
+            "arn:<partition>:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build> (is the upstream XCom the "
+            "ARN?)",
         ),
     ],
 )
@@ -162,7 +169,7 @@ def test_malformed_xcom_inputs_fail_with_clear_messages(fast_emulator, capfd):
     assert states["create_from_dict"] == states["create_from_none"] == states["sensor_on_dict"] == "failed"
     assert "create_from_dict: image_recipe_arn={'recipe': 'golden'} must be a valid string" in output
     assert "exactly one recipe is required: set either image_recipe_arn or container_recipe_arn (neither" in output
-    assert "image_build_version_arn={'recipe': 'golden'} must be an image build version ARN, starting with" in output
+    assert "image_build_version_arn={'recipe': 'golden'} must be an image build version ARN: arn:" in output
     assert fast_emulator.journal() == []
 
 

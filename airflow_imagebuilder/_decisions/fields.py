@@ -16,6 +16,12 @@ CONTAINER_RECIPE_ARN_PATTERN = _ARN_PREFIX + r"container-recipe/[a-z0-9-_]+/" + 
 DISTRIBUTION_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"distribution-configuration/[a-z0-9-_]+\Z"
 INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN = _ARN_PREFIX + r"infrastructure-configuration/[a-z0-9-_]+\Z"
 IMAGE_PIPELINE_ARN_PATTERN = _ARN_PREFIX + r"image-pipeline/[a-z0-9-_]+\Z"
+#: GetImage's ARN: an image build version (``.../image/<name>/<x.y.z>/<build>``), or an image version (``x``
+#: wildcards allowed), which names its newest build.
+IMAGE_BUILD_VERSION_ARN_PATTERN = (
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):image/[a-z0-9-_]+/"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))\Z"
+)
 EXECUTION_ROLE_PATTERN = r"^(?:arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/)?[a-zA-Z_0-9+=,.@\-_/]+\Z"
 #: What ECMA 262's ``\s`` matches (WhiteSpace and LineTerminator), as character class contents; Python's ``\s``
 #: also matches \x1c-\x1f and \x85 and not \ufeff.
@@ -38,6 +44,8 @@ PATTERN_RULES: dict[str, str] = {
     DISTRIBUTION_CONFIGURATION_ARN_PATTERN: "must be a distribution configuration ARN",
     INFRASTRUCTURE_CONFIGURATION_ARN_PATTERN: "must be an infrastructure configuration ARN",
     IMAGE_PIPELINE_ARN_PATTERN: "must be an image pipeline ARN",
+    IMAGE_BUILD_VERSION_ARN_PATTERN: "must be an image build version ARN: "
+    "arn:<partition>:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build>",
     EXECUTION_ROLE_PATTERN: "must be an IAM role name or ARN",
     TAG_KEY_PATTERN: "must not start with 'aws:' and may contain only letters, digits, spaces and _.:/=+-@",
     WORKFLOW_ARN_PATTERN: "must be the ARN of a build, test or distribution workflow version",
