@@ -167,6 +167,16 @@ class StartImagePipelineExecutionRequest(_Request):
 _ARGUMENTS = {**REQUEST_FIELDS, "imagePipelineArn": "image_pipeline_arn"}
 
 
+#: Rules of pydantic's type errors in plain words (its own messages end in "unable to interpret input").
+_TYPE_RULES = {
+    "bool_parsing": "must be a boolean, true or false",
+    "bool_type": "must be a boolean, true or false",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+}
+
+
 def validation_messages(error: ValidationError) -> list[str]:
     """One message per violation, in the words of the operator's arguments: the argument (snake_case) and the keys
     below it as written, the value (shortened) and the rule (a pattern's in plain words and as the service writes
@@ -187,6 +197,8 @@ def validation_messages(error: ValidationError) -> list[str]:
             rule = PATTERN_RULES[ctx["pattern"]]
             shown = "" if ctx["pattern"] == NO_NUL_PATTERN else f" (pattern {service_pattern(ctx['pattern'])})"
             messages.append(f"{where} {rule}{shown}")
+        elif kind in _TYPE_RULES:
+            messages.append(f"{where} {_TYPE_RULES[kind]}")
         elif kind == "too_long":
             messages.append(f"{path} has {ctx['actual_length']} items; at most {ctx['max_length']} are allowed")
         elif kind == "too_short":

@@ -120,6 +120,15 @@ def _start(**kwargs):
             "image_tests_configuration.timeoutMinutes=5 must be greater than or equal to 60",
         ),
         (
+            lambda: _create(
+                image_recipe_arn=IMAGE_RECIPE_ARN,
+                enhanced_image_metadata_enabled="maybe",
+                image_tests_configuration={"timeoutMinutes": 90.5},
+            ),
+            "t: enhanced_image_metadata_enabled='maybe' must be a boolean, true or false; "
+            "image_tests_configuration.timeoutMinutes=90.5 must be a whole number",
+        ),
+        (
             lambda: _start(image_pipeline_arn="arn:aws:s3:::b"),
             "t: image_pipeline_arn='arn:aws:s3:::b' must be an image pipeline ARN "
             "(pattern ^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):image-pipeline/[a-z0-9-_]+$)",
