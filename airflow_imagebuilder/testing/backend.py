@@ -310,17 +310,17 @@ class ImageBuilderBackend:
         The same as CreateDistributionConfiguration with ``distributions=[{"region": r,
         "amiDistributionConfiguration": {}} ...]``, for tests that name the configuration only by its ARN.
         """
-        if not regions:
-            raise ValueError("set_distribution_regions: regions must not be empty")
+        distributions = [{"region": region, "amiDistributionConfiguration": {}} for region in regions]
+        try:
+            self._check_distributions(distributions)  # what CreateDistributionConfiguration would refuse
+        except ServiceError as error:
+            raise ValueError(f"set_distribution_regions: {error.message}") from None
         match = ARN.match(distribution_configuration_arn)
         if match is None or match["kind"] != "distribution-configuration":
             raise ValueError(f"set_distribution_regions: {distribution_configuration_arn!r} is not a distribution ARN")
         if not RESOURCE_NAME.match(match["name"]):
             raise ValueError(f"set_distribution_regions: {match['name']!r} is not a valid resource name")
-        request = {
-            "name": match["name"],
-            "distributions": [{"region": region, "amiDistributionConfiguration": {}} for region in regions],
-        }
+        request = {"name": match["name"], "distributions": distributions}
         with self.lock:
             self.resources[distribution_configuration_arn] = DistributionConfiguration(
                 distribution_configuration_arn, match["name"], request, self.account_id, self._now_wall()
@@ -481,7 +481,12 @@ class ImageBuilderBackend:
         return self._create(region, params, "infrastructure-configuration", InfrastructureConfiguration)
 
     def create_distribution_configuration(self, region: str, params: dict[str, Any]) -> dict[str, Any]:
-        distributions = params["distributions"]
+        self._check_distributions(params["distributions"])
+        return self._create(region, params, "distribution-configuration", DistributionConfiguration)
+
+    @staticmethod
+    def _check_distributions(distributions: list[dict[str, Any]]) -> None:
+        """The service's rules for a distribution configuration's ``distributions``."""
         if not distributions:
             raise invalid_parameter("distributions", "At least one distribution must be provided.")
         seen: set[str] = set()
@@ -507,7 +512,6 @@ class ImageBuilderBackend:
                     f"distributions[{index}].region", f"Region {distribution['region']} is listed more than once."
                 )
             seen.add(distribution["region"])
-        return self._create(region, params, "distribution-configuration", DistributionConfiguration)
 
     def _get(self, region: str, params: dict[str, Any], key: str) -> dict[str, Any]:
         """Get<Resource>: ``key`` is the response member, ``<key>Arn`` the request's (``imageRecipe``...)."""

@@ -340,7 +340,8 @@ class ImageBuilderEmulator:
 
     @control("POST", "distributions")
     def set_distribution_regions(self, distribution_configuration_arn: str, regions: list[str]) -> None:
-        """Create or replace a distribution configuration with one AMI distribution per region, by its ARN."""
+        """Create or replace a distribution configuration with one AMI distribution per region, by its ARN (its
+        regions follow CreateDistributionConfiguration's rules: AWS Regions, at least one, each once)."""
         self.backend.set_distribution_regions(distribution_configuration_arn, regions)
 
     @control("GET", "journal")

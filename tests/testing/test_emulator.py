@@ -64,6 +64,20 @@ def test_lifecycle_outputs_and_every_response_matches_botocore_shapes(
     assert recorder.violations == []
 
 
+@pytest.mark.parametrize(
+    ("regions", "rule"),
+    [
+        ([], "At least one distribution must be provided."),
+        (["us-east-1", "mars-north-1"], "'mars-north-1' is not an AWS Region."),
+        (["us-east-1", "us-east-1"], "Region us-east-1 is listed more than once."),
+    ],
+)
+def test_set_distribution_regions_keeps_the_services_rules(imagebuilder_emulator, regions, rule):
+    """The control is CreateDistributionConfiguration by ARN: it refuses what the service refuses."""
+    with pytest.raises(ValueError, match=rf"^set_distribution_regions: .*{rule}"):
+        imagebuilder_emulator.set_distribution_regions(DISTRIBUTION_ARN, regions)
+
+
 def test_tests_disabled_skip_testing_and_container_recipes_give_uris(
     imagebuilder_emulator, imagebuilder_client, recorder
 ):
